@@ -1,0 +1,73 @@
+"""Who did what: the append-only audit trail, written in the same transaction as each change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.forms.models import model_to_dict
+import json
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # one of AuditEvent.ActorType
+    identifier: str = ""
+    label: str = ""
+
+    @classmethod
+    def system(cls, label: str = "system") -> Actor:
+        return cls("system", "", label)
+
+    @classmethod
+    def admin(cls, user) -> Actor:
+        return cls("admin", str(user.pk), user.get_username())
+
+    @classmethod
+    def telegram(cls, telegram_id: int, username: str = "") -> Actor:
+        return cls("telegram", str(telegram_id), username)
+
+    @classmethod
+    def webhook(cls, source_ip: str | None) -> Actor:
+        return cls("webhook", source_ip or "", "tradingview")
+
+
+def jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    """Round-trip through Django's encoder so Decimals, datetimes and UUIDs survive as strings."""
+    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+
+
+def snapshot(instance: models.Model, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The instance's editable fields as JSON, with secrets replaced by whether they are set."""
+    secret_fields = set(getattr(instance, "AUDIT_SECRET_FIELDS", ()))
+    data = model_to_dict(instance, exclude=list(exclude))
+    for name in secret_fields & set(data):
+        data[name] = "<set>" if data[name] else "<empty>"
+    return jsonable(data)
+
+
+def audit_record(
+    *,
+    actor: Actor,
+    action: str,
+    instance: models.Model | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str = "",
+):
+    from trading.models import AuditEvent
+
+    return AuditEvent.objects.create(
+        actor_type=actor.kind,
+        actor_id=actor.identifier,
+        actor_label=actor.label,
+        action=action,
+        object_type=instance._meta.label_lower if instance is not None else "",
+        object_id=str(instance.pk) if instance is not None else "",
+        object_repr=str(instance)[:200] if instance is not None else "",
+        reason=reason,
+        before=jsonable(before or {}),
+        after=jsonable(after or {}),
+    )

@@ -1,0 +1,82 @@
+"""Status changes: one checked, locked, audited path for every model with a status field.
+
+The allowed moves are plain data (``rules.py`` in each app). ``apply_transition`` locks the row,
+refuses a move the table does not allow, stamps ``<status>_at`` where the model has such a field,
+and writes the audit row in the same transaction, so a status never changes without its trace.
+Moving to the status a row already has is a no-op, which makes redelivered work harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from trading.audit import Actor, audit_record
+
+
+class InvalidTransition(Exception):
+    def __init__(self, instance: models.Model, current: str, target: str, allowed: frozenset[str]):
+        self.current, self.target, self.allowed = current, target, allowed
+        label = instance._meta.verbose_name
+        allowed_text = ", ".join(sorted(allowed)) if allowed else "none (final status)"
+        super().__init__(
+            f"{label} {instance.pk} cannot move from '{current}' to '{target}'; allowed from '{current}': "
+            f"{allowed_text}."
+        )
+
+
+def check_transition(table: Mapping[str, frozenset[str]], current: str, target: str) -> bool:
+    """Pure check: True if the move is allowed, False if it is a no-op; raises ValueError otherwise."""
+    if current == target:
+        return False
+    if target not in table.get(current, frozenset()):
+        raise ValueError(f"'{current}' -> '{target}' is not an allowed transition")
+    return True
+
+
+def apply_transition(
+    instance: models.Model,
+    *,
+    to: str,
+    table: Mapping[str, frozenset[str]],
+    actor: Actor,
+    reason: str = "",
+    changes: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``instance`` to status ``to``; returns False when it already had that status."""
+    model = type(instance)
+    with transaction.atomic():
+        locked = model.objects.select_for_update().get(pk=instance.pk)
+        current = locked.status
+        try:
+            if not check_transition(table, current, to):
+                instance.refresh_from_db()
+                return False
+        except ValueError:
+            raise InvalidTransition(locked, current, to, table.get(current, frozenset())) from None
+        updates: dict[str, Any] = {"status": to, **(changes or {})}
+        stamp = f"{to}_at"
+        field_names = {field.name for field in model._meta.concrete_fields}
+        if stamp in field_names:
+            updates[stamp] = timezone.now()
+        before = {name: getattr(locked, name) for name in updates}
+        for name, value in updates.items():
+            setattr(locked, name, value)
+        update_fields = list(updates)
+        if "updated_at" in field_names:
+            update_fields.append("updated_at")  # auto_now fields are only written when listed
+        locked.save(update_fields=update_fields)
+        audit_record(
+            actor=actor,
+            action=f"{model._meta.model_name}.status",
+            instance=locked,
+            before=before,
+            after=updates,
+            reason=reason,
+        )
+    for name in update_fields:
+        setattr(instance, name, getattr(locked, name))
+    return True

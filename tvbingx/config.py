@@ -1,0 +1,267 @@
+"""Reads TVBingX's configuration from the environment and an optional `.env` file.
+
+Everything the platform reads from its environment is declared once in ``VARIABLES``; the same
+list drives parsing, validation, the `_FILE` variants and the test that `.env.example` documents
+every variable. ``load_config`` is pure (it takes a mapping, not ``os.environ``) so the rules can
+be tested without reloading Django settings. Any invalid value stops start-up with one message that
+lists every problem, each naming its variable and the accepted values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+TRADING_MODES = ("dry_run", "demo", "live")
+MARGIN_MODES = ("isolated", "cross")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_EXCHANGE_LEVERAGE = 125  # BingX's highest leverage on any perpetual.
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    kind: str  # str | bool | int | list | int_list | choice | fernet_keys
+    default: Any = None
+    help: str = ""
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("SECRET_KEY", "str", "", "Django's signing key; required when DEBUG is off.", secret=True),
+    Variable("DEBUG", "bool", False, "Development mode; never true in production."),
+    Variable("ALLOWED_HOSTS", "list", ["127.0.0.1", "localhost"], "Host names this server answers to."),
+    Variable("CSRF_TRUSTED_ORIGINS", "list", [], "Origins trusted for admin form posts behind a proxy."),
+    Variable("HTTPS", "bool", False, "Served over HTTPS behind a proxy: secure cookies, HSTS."),
+    Variable("HOST", "str", "127.0.0.1", "Address the ASGI server listens on."),
+    Variable("PORT", "int", 8000, "Port the ASGI server listens on.", minimum=1, maximum=65535),
+    Variable("TIME_ZONE", "str", "UTC", "Time zone for display and reports."),
+    Variable("LOG_LEVEL", "choice", "INFO", "Root log level.", choices=LOG_LEVELS),
+    Variable("DATABASE_URL", "str", "", "Database DSN, e.g. postgres://user:pass@host:5432/tvbingx.", secret=True),
+    Variable("DATABASE_HOST", "str", "", "PostgreSQL host, used when DATABASE_URL is absent."),
+    Variable("DATABASE_PORT", "int", 5432, "PostgreSQL port.", minimum=1, maximum=65535),
+    Variable("DATABASE_NAME", "str", "tvbingx", "PostgreSQL database name."),
+    Variable("DATABASE_USER", "str", "postgres", "PostgreSQL user."),
+    Variable("DATABASE_PASSWORD", "str", "", "PostgreSQL password.", secret=True),
+    Variable("SQLITE_PATH", "str", "", "SQLite file for the embedded default (default: db.sqlite3)."),
+    Variable("REDIS_URL", "str", "", "Redis DSN; switches on Redis cache, channel layer and Celery.", secret=True),
+    Variable("TRADING_MODE", "choice", "dry_run", "Default trading mode for new accounts.", choices=TRADING_MODES),
+    Variable("DEFAULT_MARGIN_MODE", "choice", "isolated", "Margin mode for new symbols.", choices=MARGIN_MODES),
+    Variable(
+        "DEFAULT_LEVERAGE", "int", 5, "Leverage for new symbols.", minimum=1, maximum=MAX_EXCHANGE_LEVERAGE
+    ),
+    Variable("BINGX_API_KEY", "str", "", "API key of the default trading account.", secret=True),
+    Variable("BINGX_API_SECRET", "str", "", "API secret of the default trading account.", secret=True),
+    Variable("BINGX_SUBACCOUNT_ID", "str", "", "Label of the BingX sub-account the key pair belongs to."),
+    Variable("TRADING_DEFAULT_USERNAME", "str", "default", "Name of the default trading account."),
+    Variable("TRADING_DEFAULT_SESSION", "str", "default", "Name of the default Telegram bot session."),
+    Variable("TRADINGVIEW_WEBHOOK_TOKEN", "str", "", "Webhook secret of the default account.", secret=True),
+    Variable("TELEGRAM_BOT_TOKEN", "str", "", "Bot token from @BotFather; switches on the bot.", secret=True),
+    Variable("TELEGRAM_ADMIN_IDS", "int_list", [], "Telegram user ids bootstrapped as admins."),
+    Variable(
+        "FIELD_ENCRYPTION_KEYS",
+        "fernet_keys",
+        [],
+        "Fernet keys for secrets at rest, newest first; older keys still decrypt.",
+        secret=True,
+    ),
+    Variable("ADMIN_USERNAME", "str", "admin", "Admin user created by setup."),
+    Variable("ADMIN_PASSWORD", "str", "", "Its password; empty prints a one-time password.", secret=True),
+    Variable("ADMIN_EMAIL", "str", "", "Its e-mail address."),
+)
+
+VARIABLES_BY_NAME = {variable.name: variable for variable in VARIABLES}
+
+
+class _TrimmedFileAwareMapping(environ.FileAwareMapping):
+    """`NAME_FILE` support that names the variable when the file is missing.
+
+    Container secrets are usually written with a trailing newline; it is never part of the secret.
+    """
+
+    def __getitem__(self, key: str) -> str:
+        try:
+            value = super().__getitem__(key)
+        except OSError as error:
+            raise ImproperlyConfigured(
+                f"{key}_FILE names {self.env.get(key + '_FILE')!r}, which cannot be read: {error.strerror}."
+            ) from error
+        if self.env.get(key + "_FILE"):
+            value = value.rstrip("\r\n")
+        return value
+
+
+def _scoped_env(environ_mapping: Mapping[str, str], env_file: Path | None) -> environ.Env:
+    """An ``environ.Env`` over a private copy of the environment plus the `.env` file.
+
+    Real environment variables win over the file, as django-environ does by default.
+    """
+    base = dict(environ_mapping)
+    scoped = type("ScopedEnv", (environ.Env,), {"ENVIRON": base})
+    if env_file is not None and env_file.is_file():
+        scoped.read_env(str(env_file), overwrite=False)
+    scoped.ENVIRON = _TrimmedFileAwareMapping(env=base, cache=False)
+    return scoped()
+
+
+def _is_fernet_key(key: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key.encode())) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _parse(env: environ.Env, variable: Variable) -> Any:
+    name = variable.name
+    raw = env.str(name, default="")
+    raw = raw.strip() if isinstance(raw, str) else raw
+    if raw == "":
+        return variable.default
+    if variable.kind == "str":
+        return raw
+    if variable.kind == "bool":
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}={raw!r} is not a boolean; accepted: true, false, 1, 0, yes, no, on, off.")
+    if variable.kind == "int":
+        try:
+            number = int(raw)
+        except ValueError:
+            raise ValueError(f"{name}={raw!r} is not a whole number.") from None
+        low, high = variable.minimum, variable.maximum
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise ValueError(f"{name}={number} is out of range; accepted: {low} to {high}.")
+        return number
+    if variable.kind == "choice":
+        if raw not in variable.choices:
+            raise ValueError(f"{name}={raw!r} is not valid; accepted: {', '.join(variable.choices)}.")
+        return raw
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if variable.kind == "list":
+        return items
+    if variable.kind == "int_list":
+        bad = [item for item in items if not item.lstrip("-").isdigit()]
+        if bad:
+            raise ValueError(
+                f"{name} has values that are not numeric Telegram ids: {', '.join(bad)}; "
+                "accepted: comma-separated whole numbers."
+            )
+        return [int(item) for item in items]
+    if variable.kind == "fernet_keys":
+        bad_positions = [str(index + 1) for index, key in enumerate(items) if not _is_fernet_key(key)]
+        if bad_positions:
+            raise ValueError(
+                f"{name} key(s) at position {', '.join(bad_positions)} are not Fernet keys; accepted: "
+                "comma-separated url-safe base64 keys of 32 bytes (make one with `make field-key`)."
+            )
+        return items
+    raise AssertionError(f"unknown variable kind {variable.kind}")
+
+
+def _database_config(values: dict[str, Any], env: environ.Env, base_dir: Path) -> dict[str, Any]:
+    if values["DATABASE_URL"]:
+        url = values["DATABASE_URL"]
+        if not url.split(":", 1)[0] in ("postgres", "postgresql", "pgsql", "sqlite"):
+            raise ValueError(
+                f"DATABASE_URL has an unsupported scheme {url.split(':', 1)[0]!r}; accepted: postgres://, "
+                "postgresql://, sqlite:///."
+            )
+        config = env.db_url_config(url)
+    elif values["DATABASE_HOST"]:
+        user = quote(values["DATABASE_USER"], safe="")
+        password = quote(values["DATABASE_PASSWORD"], safe="")
+        credentials = f"{user}:{password}@" if password else f"{user}@"
+        config = env.db_url_config(
+            f"postgres://{credentials}{values['DATABASE_HOST']}:{values['DATABASE_PORT']}/"
+            f"{quote(values['DATABASE_NAME'], safe='')}"
+        )
+    else:
+        path = values["SQLITE_PATH"] or str(base_dir / "db.sqlite3")
+        config = {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config.setdefault("OPTIONS", {})
+        config["OPTIONS"].setdefault("connect_timeout", 5)
+        config["CONN_MAX_AGE"] = 60
+        config["CONN_HEALTH_CHECKS"] = True
+    else:
+        # Writers wait for each other instead of failing at once with "database is locked".
+        config.setdefault("OPTIONS", {}).setdefault("timeout", 20)
+    return config
+
+
+def _dev_secret(base_dir: Path, filename: str, make: Any) -> str:
+    """A development-only secret kept under var/ so restarts keep sessions and encrypted data."""
+    path = base_dir / "var" / filename
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    path.write_text(value + "\n")
+    os.chmod(path, 0o600)
+    return value
+
+
+def load_config(
+    environ_mapping: Mapping[str, str], *, env_file: Path | None, base_dir: Path
+) -> dict[str, Any]:
+    """Parse and validate every variable; raise ImproperlyConfigured listing all problems."""
+    env = _scoped_env(environ_mapping, env_file)
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for variable in VARIABLES:
+        try:
+            values[variable.name] = _parse(env, variable)
+        except (ImproperlyConfigured, ValueError) as error:
+            problems.append(str(error))
+    if not problems:
+        try:
+            values["DATABASES"] = {"default": _database_config(values, env, base_dir)}
+        except ValueError as error:
+            problems.append(str(error))
+    if not problems:
+        problems.extend(_production_problems(values))
+    if problems:
+        raise ImproperlyConfigured(
+            "TVBingX cannot start; fix these settings (see .env.example):\n- " + "\n- ".join(problems)
+        )
+    if not values["SECRET_KEY"]:
+        from django.core.management.utils import get_random_secret_key
+
+        values["SECRET_KEY"] = _dev_secret(base_dir, "dev-secret-key", get_random_secret_key)
+    if not values["FIELD_ENCRYPTION_KEYS"]:
+        from cryptography.fernet import Fernet
+
+        values["FIELD_ENCRYPTION_KEYS"] = [
+            _dev_secret(base_dir, "dev-field-key", lambda: Fernet.generate_key().decode())
+        ]
+    return values
+
+
+def _production_problems(values: dict[str, Any]) -> list[str]:
+    """Outside DEBUG, secrets must be given: a generated one would silently differ per machine."""
+    if values["DEBUG"]:
+        return []
+    problems = []
+    if not values["SECRET_KEY"]:
+        problems.append("SECRET_KEY is required when DEBUG is off; accepted: any long random string.")
+    if not values["FIELD_ENCRYPTION_KEYS"]:
+        problems.append(
+            "FIELD_ENCRYPTION_KEYS is required when DEBUG is off; accepted: comma-separated Fernet keys "
+            "(make one with `make field-key`)."
+        )
+    return problems
