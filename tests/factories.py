@@ -138,3 +138,11 @@ class BotSessionFactory(factory.django.DjangoModelFactory):
         model = BotSession
 
     name = factory.Sequence(lambda n: f"session{n}")
+
+
+class AuditEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "trading.AuditEvent"
+
+    actor_type = "system"
+    action = "test.event"

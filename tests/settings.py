@@ -22,3 +22,5 @@ for name in ("BINGX_API_KEY", "BINGX_API_SECRET", "TELEGRAM_BOT_TOKEN", "TRADING
 from tvbingx.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; test users only
+# No collectstatic in tests: WhiteNoise serves from the app folders (WHITENOISE_USE_FINDERS).
+STATIC_ROOT = None

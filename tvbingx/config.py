@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +85,9 @@ VARIABLES: tuple[Variable, ...] = (
 )
 
 VARIABLES_BY_NAME = {variable.name: variable for variable in VARIABLES}
+DATABASE_VARIABLES = (
+    "DATABASE_URL", "DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD", "SQLITE_PATH"
+)
 
 
 class _TrimmedFileAwareMapping(environ.FileAwareMapping):
@@ -125,10 +130,12 @@ def _is_fernet_key(key: str) -> bool:
 
 def _parse(env: environ.Env, variable: Variable) -> Any:
     name = variable.name
-    raw = env.str(name, default="")
-    raw = raw.strip() if isinstance(raw, str) else raw
+    # Read the mapping directly: environ.Env.str() would expand values starting with "$" as references
+    # to other variables, and secrets (Django's generated keys included) may start with "$".
+    raw = env.ENVIRON.get(name, "").strip()
     if raw == "":
-        return variable.default
+        # A copy: callers may extend the returned lists without changing the declared defaults.
+        return copy.deepcopy(variable.default)
     if variable.kind == "str":
         return raw
     if variable.kind == "bool":
@@ -142,7 +149,9 @@ def _parse(env: environ.Env, variable: Variable) -> Any:
         try:
             number = int(raw)
         except ValueError:
-            raise ValueError(f"{name}={raw!r} is not a whole number.") from None
+            raise ValueError(
+                f"{name}={raw!r} is not a whole number; accepted: {variable.minimum} to {variable.maximum}."
+            ) from None
         low, high = variable.minimum, variable.maximum
         if (low is not None and number < low) or (high is not None and number > high):
             raise ValueError(f"{name}={number} is out of range; accepted: {low} to {high}.")
@@ -155,7 +164,7 @@ def _parse(env: environ.Env, variable: Variable) -> Any:
     if variable.kind == "list":
         return items
     if variable.kind == "int_list":
-        bad = [item for item in items if not item.lstrip("-").isdigit()]
+        bad = [item for item in items if not re.fullmatch(r"-?[0-9]+", item)]
         if bad:
             raise ValueError(
                 f"{name} has values that are not numeric Telegram ids: {', '.join(bad)}; "
@@ -191,7 +200,8 @@ def _database_config(values: dict[str, Any], env: environ.Env, base_dir: Path) -
             f"{quote(values['DATABASE_NAME'], safe='')}"
         )
     else:
-        path = values["SQLITE_PATH"] or str(base_dir / "db.sqlite3")
+        # A relative path is taken from the project folder, not from wherever the command runs.
+        path = str(base_dir / (values["SQLITE_PATH"] or "db.sqlite3"))
         config = {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
     if config["ENGINE"] == "django.db.backends.postgresql":
         config.setdefault("OPTIONS", {})
@@ -228,12 +238,13 @@ def load_config(
             values[variable.name] = _parse(env, variable)
         except (ImproperlyConfigured, ValueError) as error:
             problems.append(str(error))
-    if not problems:
+    # Each derived check runs when its own inputs parsed, so one start-up lists every problem.
+    if all(name in values for name in DATABASE_VARIABLES):
         try:
             values["DATABASES"] = {"default": _database_config(values, env, base_dir)}
         except ValueError as error:
             problems.append(str(error))
-    if not problems:
+    if all(name in values for name in ("DEBUG", "SECRET_KEY", "FIELD_ENCRYPTION_KEYS")):
         problems.extend(_production_problems(values))
     if problems:
         raise ImproperlyConfigured(

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
 from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -47,10 +48,10 @@ def check_cache() -> str:
 
 
 def check_broker() -> str:
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        return "in-process (no broker)"
     from tvbingx.celery import app
 
+    if app.conf.task_always_eager:
+        return "in-process (no broker)"
     with app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=CHECK_TIMEOUT_SECONDS)
         return str(connection.transport_cls)
@@ -100,11 +101,10 @@ def health_report(*, detailed: bool) -> dict[str, Any]:
 
 
 class HealthApi(APIView):
-    authentication_classes: list = []
+    authentication_classes = [SessionAuthentication]
     permission_classes = [AllowAny]
 
     def get(self, request):
-        detailed = bool(getattr(request._request, "user", None) and request._request.user.is_staff)
-        report = health_report(detailed=detailed)
+        report = health_report(detailed=request.user.is_staff)
         code = status.HTTP_200_OK if report["status"] == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
         return Response(report, status=code)

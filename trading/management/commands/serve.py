@@ -1,0 +1,41 @@
+"""Run the platform: one ASGI server (uvicorn) for HTTP and WebSocket on HOST:PORT."""
+
+import uvicorn
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import connection
+from django.urls import NoReverseMatch, reverse
+
+
+class Command(BaseCommand):
+    help = "Serve HTTP and WebSocket on HOST:PORT (from .env); prints the admin and webhook URLs."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=settings.CONFIG["HOST"])
+        parser.add_argument("--port", type=int, default=settings.CONFIG["PORT"])
+
+    def handle(self, *args, host, port, **options):
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        base = f"http://{shown_host}:{port}"
+        tasks = "Celery on Redis (run a worker and beat)" if settings.REDIS_URL else "in-process"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"TVBingX: trading mode {settings.TRADING_MODE}, database {connection.vendor}, tasks {tasks}"
+            )
+        )
+        self.stdout.write(f"  Admin:    {base}{reverse('admin:index')}")
+        try:
+            self.stdout.write(f"  Webhook:  {base}{reverse('webhook-tradingview')}")
+        except NoReverseMatch:
+            self.stdout.write("  Webhook:  not installed yet")
+        self.stdout.write(f"  Health:   {base}{reverse('health')}")
+        self.stdout.write("  Stop with Ctrl+C.")
+        # Proxy headers are not trusted here: the webhook decides itself which proxies to believe.
+        uvicorn.run(
+            "tvbingx.asgi:application",
+            host=host,
+            port=port,
+            proxy_headers=False,
+            log_level=settings.CONFIG["LOG_LEVEL"].lower(),
+            lifespan="off",
+        )
