@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: run test setup migrate worker beat field-key clean
+.PHONY: run test lint setup worker beat field-key clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "TVBingX needs Python 3.11 or newer"'
@@ -35,6 +35,11 @@ run: setup
 ## test: set up, then run the whole suite (PostgreSQL/Redis tests skip, saying why, when absent).
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff checks (also run by CI).
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## worker / beat: the Celery processes for production (REDIS_URL set).
 worker: $(VENV)/.base-installed

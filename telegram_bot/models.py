@@ -56,7 +56,9 @@ class BotSession(models.Model):
     class Meta:
         ordering = ["-last_activity_at"]
         constraints = [
-            models.UniqueConstraint(fields=["chat_id"], condition=Q(chat_id__isnull=False), name="bot_session_one_per_chat"),
+            models.UniqueConstraint(
+                fields=["chat_id"], condition=Q(chat_id__isnull=False), name="bot_session_one_per_chat"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -101,9 +101,18 @@ class TradingAccountAdmin(AuditedModelAdmin):
     readonly_fields = ["api_credentials", "webhook_secret", "webhook_secret_rotated_at", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "exchange", "mode", "subaccount_id", "is_active"]}),
-        ("Trading", {"fields": ["auto_trade", "trading_enabled", "position_mode", "default_margin_mode", "default_leverage"]}),
-        ("API credentials (write-only)", {"fields": ["api_credentials", "new_api_key", "new_api_secret", "clear_api_credentials"]}),
-        ("TradingView webhook (write-only)", {"fields": ["webhook_secret", "webhook_secret_rotated_at", "new_webhook_secret"]}),
+        (
+            "Trading",
+            {"fields": ["auto_trade", "trading_enabled", "position_mode", "default_margin_mode", "default_leverage"]},
+        ),
+        (
+            "API credentials (write-only)",
+            {"fields": ["api_credentials", "new_api_key", "new_api_secret", "clear_api_credentials"]},
+        ),
+        (
+            "TradingView webhook (write-only)",
+            {"fields": ["webhook_secret", "webhook_secret_rotated_at", "new_webhook_secret"]},
+        ),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
     actions = ["rotate_webhook_secret", "stop_trading", "resume_trading"]
@@ -150,7 +159,9 @@ class TradingAccountAdmin(AuditedModelAdmin):
     @admin.action(description="Kill switch: stop new entries")
     def stop_trading(self, request, queryset):
         changed = sum(
-            account_set_trading_enabled(account=a, enabled=False, actor=Actor.admin(request.user), reason="admin action")
+            account_set_trading_enabled(
+                account=a, enabled=False, actor=Actor.admin(request.user), reason="admin action"
+            )
             for a in queryset
         )
         self.message_user(request, f"Trading stopped on {changed} account(s). Closing positions is still allowed.")
@@ -225,10 +236,30 @@ class RiskLimitsAdmin(ExportMixin, AuditedModelAdmin):
     date_hierarchy = "updated_at"
     fieldsets = [
         (None, {"fields": ["account"]}),
-        ("Exposure", {"fields": ["max_open_positions", "max_trades_per_day", "max_notional_per_trade", "max_leverage"]}),
-        ("Losses", {"fields": ["max_daily_loss_usdt", "max_daily_loss_pct", "max_drawdown_pct", "auto_flatten_on_daily_loss"]}),
-        ("Signals", {"fields": ["min_confidence", "auto_min_confidence", "cooldown_seconds", "max_signal_lag_seconds", "confirmation_timeout_seconds"]}),
-        ("Trading hours", {"fields": ["trading_timezone", "trading_weekdays", "trading_hours_start", "trading_hours_end"]}),
+        (
+            "Exposure",
+            {"fields": ["max_open_positions", "max_trades_per_day", "max_notional_per_trade", "max_leverage"]},
+        ),
+        (
+            "Losses",
+            {"fields": ["max_daily_loss_usdt", "max_daily_loss_pct", "max_drawdown_pct", "auto_flatten_on_daily_loss"]},
+        ),
+        (
+            "Signals",
+            {
+                "fields": [
+                    "min_confidence",
+                    "auto_min_confidence",
+                    "cooldown_seconds",
+                    "max_signal_lag_seconds",
+                    "confirmation_timeout_seconds",
+                ]
+            },
+        ),
+        (
+            "Trading hours",
+            {"fields": ["trading_timezone", "trading_weekdays", "trading_hours_start", "trading_hours_end"]},
+        ),
     ]
 
 
@@ -299,7 +330,16 @@ class PositionAdmin(ReadOnlyModelAdmin):
 
 @admin.register(BalanceSnapshot)
 class BalanceSnapshotAdmin(ReadOnlyModelAdmin):
-    list_display = ["account", "asset", "equity", "available", "wallet_balance", "unrealized_pnl", "used_margin", "taken_at"]
+    list_display = [
+        "account",
+        "asset",
+        "equity",
+        "available",
+        "wallet_balance",
+        "unrealized_pnl",
+        "used_margin",
+        "taken_at",
+    ]
     list_filter = ["asset", "account"]
     list_select_related = ["account"]
     search_fields = ["account__name"]

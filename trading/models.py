@@ -148,7 +148,10 @@ class SymbolProfile(models.Model):
     max_position_notional = money_field(null=True, blank=True, help_text="USDT; empty means no limit.")
     order_size_mode = models.CharField(max_length=16, choices=SizeMode.choices, default=SizeMode.USDT)
     order_size_value = money_field(
-        null=True, blank=True, validators=[MinValueValidator(Decimal("0"))], help_text="Used when an alert gives no size."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Used when an alert gives no size.",
     )
     stop_loss_mode = models.CharField(max_length=8, choices=StopLossMode.choices, default=StopLossMode.NONE)
     stop_loss_value = money_field(null=True, blank=True, validators=[MinValueValidator(Decimal("0"))])
@@ -170,7 +173,9 @@ class SymbolProfile(models.Model):
         ordering = ["account__name", "symbol"]
         constraints = [
             models.UniqueConstraint(fields=["account", "symbol"], name="symbol_profile_unique_per_account"),
-            models.CheckConstraint(condition=Q(leverage__lte=models.F("max_leverage")), name="symbol_leverage_within_max"),
+            models.CheckConstraint(
+                condition=Q(leverage__lte=models.F("max_leverage")), name="symbol_leverage_within_max"
+            ),
             models.CheckConstraint(
                 condition=Q(leverage__gte=1) & Q(max_leverage__lte=MAX_EXCHANGE_LEVERAGE),
                 name="symbol_leverage_range",
@@ -204,7 +209,9 @@ class TakeProfitLevel(models.Model):
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.PCT)
     value = money_field(validators=[MinValueValidator(Decimal("0"))])
     size_pct = models.DecimalField(
-        max_digits=6, decimal_places=2, validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("100"))],
+        max_digits=6,
+        decimal_places=2,
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("100"))],
         help_text="Share of the position closed at this level.",
     )
 
@@ -241,11 +248,17 @@ class RiskLimits(models.Model):
     max_notional_per_trade = money_field(null=True, blank=True, validators=[MinValueValidator(Decimal("0"))])
     max_leverage = models.PositiveSmallIntegerField(default=20, validators=LEVERAGE_VALIDATORS)
     min_confidence = models.DecimalField(
-        max_digits=5, decimal_places=2, default=Decimal("0"), validators=PERCENT_VALIDATORS,
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=PERCENT_VALIDATORS,
         help_text="Signals below this confidence (0-100) are rejected.",
     )
     auto_min_confidence = models.DecimalField(
-        max_digits=5, decimal_places=2, default=Decimal("0"), validators=PERCENT_VALIDATORS,
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=PERCENT_VALIDATORS,
         help_text="With auto-trade on, signals below this confidence still wait for approval.",
     )
     cooldown_seconds = models.PositiveIntegerField(default=0, help_text="Per symbol and side, after an entry.")
@@ -312,7 +325,9 @@ class Order(models.Model):
         LONG = "long", "Long"
         SHORT = "short", "Short"
 
-    signal = models.ForeignKey("signals_app.Signal", on_delete=models.PROTECT, null=True, blank=True, related_name="orders")
+    signal = models.ForeignKey(
+        "signals_app.Signal", on_delete=models.PROTECT, null=True, blank=True, related_name="orders"
+    )
     account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT, related_name="orders")
     # BingX accepts 1-40 characters and lowercases them, so only lowercase ids are stored.
     client_order_id = models.CharField(max_length=40, unique=True)
@@ -343,9 +358,13 @@ class Order(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["account", "symbol", "status"], name="order_account_symbol_status")]
         constraints = [
-            models.CheckConstraint(condition=Q(client_order_id=Lower("client_order_id")), name="order_client_id_lowercase"),
+            models.CheckConstraint(
+                condition=Q(client_order_id=Lower("client_order_id")), name="order_client_id_lowercase"
+            ),
             models.CheckConstraint(condition=Q(qty__gt=0), name="order_qty_positive"),
-            models.CheckConstraint(condition=Q(filled_qty__gte=0) & Q(filled_qty__lte=models.F("qty")), name="order_filled_within_qty"),
+            models.CheckConstraint(
+                condition=Q(filled_qty__gte=0) & Q(filled_qty__lte=models.F("qty")), name="order_filled_within_qty"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -2,20 +2,22 @@
 
 from trading.models import Order, Position
 
-O = Order.Status
+OS = Order.Status
 
 # An order's status only moves forward. `unknown` is where a timed-out submission waits until a
 # lookup by client order id tells what the exchange did; `new` again means it proved absent.
 ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
-    O.NEW: frozenset({O.SUBMITTED, O.REJECTED, O.CANCELED, O.UNKNOWN}),
-    O.SUBMITTED: frozenset({O.OPEN, O.PARTIALLY_FILLED, O.FILLED, O.CANCELED, O.REJECTED, O.EXPIRED, O.UNKNOWN}),
-    O.OPEN: frozenset({O.PARTIALLY_FILLED, O.FILLED, O.CANCELED, O.EXPIRED, O.UNKNOWN}),
-    O.PARTIALLY_FILLED: frozenset({O.FILLED, O.CANCELED, O.EXPIRED, O.UNKNOWN}),
-    O.UNKNOWN: frozenset({O.NEW, O.OPEN, O.PARTIALLY_FILLED, O.FILLED, O.CANCELED, O.REJECTED, O.EXPIRED}),
-    O.FILLED: frozenset(),
-    O.CANCELED: frozenset(),
-    O.REJECTED: frozenset(),
-    O.EXPIRED: frozenset(),
+    OS.NEW: frozenset({OS.SUBMITTED, OS.REJECTED, OS.CANCELED, OS.UNKNOWN}),
+    OS.SUBMITTED: frozenset(
+        {OS.OPEN, OS.PARTIALLY_FILLED, OS.FILLED, OS.CANCELED, OS.REJECTED, OS.EXPIRED, OS.UNKNOWN}
+    ),
+    OS.OPEN: frozenset({OS.PARTIALLY_FILLED, OS.FILLED, OS.CANCELED, OS.EXPIRED, OS.UNKNOWN}),
+    OS.PARTIALLY_FILLED: frozenset({OS.FILLED, OS.CANCELED, OS.EXPIRED, OS.UNKNOWN}),
+    OS.UNKNOWN: frozenset({OS.NEW, OS.OPEN, OS.PARTIALLY_FILLED, OS.FILLED, OS.CANCELED, OS.REJECTED, OS.EXPIRED}),
+    OS.FILLED: frozenset(),
+    OS.CANCELED: frozenset(),
+    OS.REJECTED: frozenset(),
+    OS.EXPIRED: frozenset(),
 }
 
 POSITION_TRANSITIONS: dict[str, frozenset[str]] = {

@@ -40,7 +40,9 @@ def account_set_api_credentials(*, account: TradingAccount, api_key: str, api_se
         before = snapshot(account)
         account.api_key, account.api_secret = api_key, api_secret
         account.save(update_fields=["api_key", "api_secret", "updated_at"])
-        audit_record(actor=actor, action="account.credentials", instance=account, before=before, after=snapshot(account))
+        audit_record(
+            actor=actor, action="account.credentials", instance=account, before=before, after=snapshot(account)
+        )
 
 
 def account_rotate_webhook_secret(*, account: TradingAccount, actor: Actor, new_secret: str | None = None) -> str:

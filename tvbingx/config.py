@@ -61,9 +61,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("REDIS_URL", "str", "", "Redis DSN; switches on Redis cache, channel layer and Celery.", secret=True),
     Variable("TRADING_MODE", "choice", "dry_run", "Default trading mode for new accounts.", choices=TRADING_MODES),
     Variable("DEFAULT_MARGIN_MODE", "choice", "isolated", "Margin mode for new symbols.", choices=MARGIN_MODES),
-    Variable(
-        "DEFAULT_LEVERAGE", "int", 5, "Leverage for new symbols.", minimum=1, maximum=MAX_EXCHANGE_LEVERAGE
-    ),
+    Variable("DEFAULT_LEVERAGE", "int", 5, "Leverage for new symbols.", minimum=1, maximum=MAX_EXCHANGE_LEVERAGE),
     Variable("BINGX_API_KEY", "str", "", "API key of the default trading account.", secret=True),
     Variable("BINGX_API_SECRET", "str", "", "API secret of the default trading account.", secret=True),
     Variable("BINGX_SUBACCOUNT_ID", "str", "", "Label of the BingX sub-account the key pair belongs to."),
@@ -86,7 +84,13 @@ VARIABLES: tuple[Variable, ...] = (
 
 VARIABLES_BY_NAME = {variable.name: variable for variable in VARIABLES}
 DATABASE_VARIABLES = (
-    "DATABASE_URL", "DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD", "SQLITE_PATH"
+    "DATABASE_URL",
+    "DATABASE_HOST",
+    "DATABASE_PORT",
+    "DATABASE_NAME",
+    "DATABASE_USER",
+    "DATABASE_PASSWORD",
+    "SQLITE_PATH",
 )
 
 
@@ -185,7 +189,7 @@ def _parse(env: environ.Env, variable: Variable) -> Any:
 def _database_config(values: dict[str, Any], env: environ.Env, base_dir: Path) -> dict[str, Any]:
     if values["DATABASE_URL"]:
         url = values["DATABASE_URL"]
-        if not url.split(":", 1)[0] in ("postgres", "postgresql", "pgsql", "sqlite"):
+        if url.split(":", 1)[0] not in ("postgres", "postgresql", "pgsql", "sqlite"):
             raise ValueError(
                 f"DATABASE_URL has an unsupported scheme {url.split(':', 1)[0]!r}; accepted: postgres://, "
                 "postgresql://, sqlite:///."
@@ -226,9 +230,7 @@ def _dev_secret(base_dir: Path, filename: str, make: Any) -> str:
     return value
 
 
-def load_config(
-    environ_mapping: Mapping[str, str], *, env_file: Path | None, base_dir: Path
-) -> dict[str, Any]:
+def load_config(environ_mapping: Mapping[str, str], *, env_file: Path | None, base_dir: Path) -> dict[str, Any]:
     """Parse and validate every variable; raise ImproperlyConfigured listing all problems."""
     env = _scoped_env(environ_mapping, env_file)
     values: dict[str, Any] = {}

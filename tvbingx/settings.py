@@ -13,9 +13,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 # TVBINGX_ENV_FILE names another env file; set it empty to read none (the test suite does).
 _env_file_setting = os.environ.get("TVBINGX_ENV_FILE", str(BASE_DIR / ".env"))
-CONFIG = load_config(
-    os.environ, env_file=Path(_env_file_setting) if _env_file_setting else None, base_dir=BASE_DIR
-)
+CONFIG = load_config(os.environ, env_file=Path(_env_file_setting) if _env_file_setting else None, base_dir=BASE_DIR)
 
 SECRET_KEY = CONFIG["SECRET_KEY"]
 DEBUG = CONFIG["DEBUG"]
@@ -65,6 +63,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "tvbingx.context_processors.platform",
             ],
         },
     },

@@ -19,8 +19,14 @@ def test_the_manual_path_stamps_every_stage(actor):
         signal_transition(signal=signal, to=stage, actor=actor)
     signal.refresh_from_db()
     assert signal.status == S.EXECUTED
-    stamps = [signal.received_at, signal.validated_at, signal.awaiting_confirmation_at, signal.approved_at,
-              signal.executing_at, signal.executed_at]
+    stamps = [
+        signal.received_at,
+        signal.validated_at,
+        signal.awaiting_confirmation_at,
+        signal.approved_at,
+        signal.executing_at,
+        signal.executed_at,
+    ]
     assert all(stamps)
     assert stamps == sorted(stamps)
 

@@ -100,7 +100,9 @@ def test_setting_credentials_audits_the_change_but_not_the_values(actor):
 
 def test_the_kill_switch_is_audited_with_who_flipped_it():
     account = TradingAccountFactory(trading_enabled=True)
-    assert account_set_trading_enabled(account=account, enabled=False, actor=Actor.telegram(7, "bob"), reason="/botstop")
+    assert account_set_trading_enabled(
+        account=account, enabled=False, actor=Actor.telegram(7, "bob"), reason="/botstop"
+    )
     account.refresh_from_db()
     assert account.trading_enabled is False
     event = AuditEvent.objects.get(action="account.kill_switch")

@@ -93,9 +93,7 @@ class TestLoadedUnchanged:
 
     def test_its_values_match_the_declared_defaults_apart_from_debug(self, config):
         differing = {
-            variable.name
-            for variable in VARIABLES
-            if not variable.secret and config[variable.name] != variable.default
+            variable.name for variable in VARIABLES if not variable.secret and config[variable.name] != variable.default
         }
 
         assert differing == {"DEBUG"}

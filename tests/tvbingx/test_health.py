@@ -47,7 +47,11 @@ def test_an_unreachable_database_answers_503(client):
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unhealthy"
-    assert body["checks"]["database"] == {"ok": False, "error": "OperationalError", "latency_ms": pytest.approx(0, abs=1000)}
+    assert body["checks"]["database"] == {
+        "ok": False,
+        "error": "OperationalError",
+        "latency_ms": pytest.approx(0, abs=1000),
+    }
 
 
 def test_an_unreachable_cache_answers_503(client, settings):
@@ -81,7 +85,9 @@ def test_an_unreachable_broker_answers_503(client, celery_broker):
 
 
 def test_error_details_are_for_staff_only(staff_client, settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CLOSED_PORT_REDIS}}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CLOSED_PORT_REDIS}
+    }
     assert "detail" not in Client().get("/health").json()["checks"]["cache"]
     assert "detail" in staff_client.get("/health").json()["checks"]["cache"]
 

@@ -54,3 +54,12 @@ def test_the_admin_login_page_loads(client):
 def test_admin_static_files_are_served_by_the_app(client):
     response = client.get("/static/admin/css/base.css")
     assert response.status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("mode", "label"), [("dry_run", "DRY RUN"), ("demo", "DEMO"), ("live", "LIVE")])
+def test_every_admin_page_shows_the_trading_mode(staff_client, settings, mode, label):
+    settings.TRADING_MODE = mode
+    html = staff_client.get("/admin/").content.decode()
+    assert f'tvbingx-mode-{mode}"' in html
+    assert label in html
