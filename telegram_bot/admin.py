@@ -1,3 +1,5 @@
+import re
+
 from django.contrib import admin
 
 from telegram_bot.models import BotSession, TelegramUser
@@ -28,7 +30,7 @@ class TelegramUserAdmin(AuditedModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
-        if term.lstrip("-").isdigit():  # a numeric term is also looked up as a Telegram id
+        if re.fullmatch(r"-?[0-9]{1,19}", term):  # a numeric term is also looked up as a Telegram id
             results |= queryset.filter(telegram_id=int(term))
         return results, may_have_duplicates
 

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db import transaction
-from django.utils.html import format_html
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 from import_export.admin import ExportMixin
 
 from trading.audit import Actor
@@ -34,18 +35,22 @@ class TradingAccountForm(forms.ModelForm):
     """API credentials and the webhook secret are write-only: typed in, never rendered back."""
 
     new_api_key = forms.CharField(
+        label="New API key",
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Leave empty to keep the stored key. Stored encrypted; never shown again.",
     )
     new_api_secret = forms.CharField(
+        label="New API secret",
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Leave empty to keep the stored secret. Stored encrypted; never shown again.",
     )
-    clear_api_credentials = forms.BooleanField(required=False, help_text="Remove the stored key pair.")
+    clear_api_credentials = forms.BooleanField(
+        label="Clear API credentials", required=False, help_text="Remove the stored key pair."
+    )
     new_webhook_secret = forms.CharField(
         required=False,
         strip=True,
@@ -143,18 +148,18 @@ class TradingAccountAdmin(AuditedModelAdmin):
 
     @admin.action(description="Rotate webhook secret (generate a new one)")
     def rotate_webhook_secret(self, request, queryset):
-        for account in queryset:
-            secret = account_rotate_webhook_secret(account=account, actor=Actor.admin(request.user))
-            self.message_user(
-                request,
-                format_html(
-                    "New webhook secret for <b>{}</b> (shown once; the previous one stays valid until the next "
-                    "rotation): <code>{}</code>",
-                    account.name,
-                    secret,
-                ),
-                messages.WARNING,
-            )
+        rotated = [
+            (account, account_rotate_webhook_secret(account=account, actor=Actor.admin(request.user)))
+            for account in queryset
+        ]
+        # Shown on this one page only: never in a message cookie, the session or a cached copy.
+        response = TemplateResponse(
+            request,
+            "admin/trading/webhook_secrets.html",
+            {**self.admin_site.each_context(request), "title": "New webhook secrets", "rotated": rotated},
+        )
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Kill switch: stop new entries")
     def stop_trading(self, request, queryset):
@@ -348,7 +353,15 @@ class BalanceSnapshotAdmin(ReadOnlyModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyModelAdmin):
-    list_display = ["created_at", "actor_type", "actor_label", "action", "object_type", "object_repr", "reason"]
+    list_display = ["created_at", "who", "action", "on_object", "reason"]
     list_filter = ["actor_type", "object_type", "action"]
     search_fields = ["action", "object_id", "object_repr", "actor_label", "actor_id", "reason"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="Who", ordering="actor_type")
+    def who(self, obj: AuditEvent) -> str:
+        return f"{obj.get_actor_type_display()}: {obj.actor_label or obj.actor_id or '-'}"
+
+    @admin.display(description="Object", ordering="object_type")
+    def on_object(self, obj: AuditEvent) -> str:
+        return f"{obj.object_type} #{obj.object_id}: {obj.object_repr}" if obj.object_type else "-"

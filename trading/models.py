@@ -85,7 +85,9 @@ class TradingAccount(models.Model):
     mode = models.CharField(max_length=16, choices=TradingMode.choices, default=_default_trading_mode)
     api_key = EncryptedTextField(blank=True, default="")
     api_secret = EncryptedTextField(blank=True, default="")
-    subaccount_id = models.CharField(max_length=64, blank=True, help_text="BingX sub-account this key belongs to.")
+    subaccount_id = models.CharField(
+        "sub-account id", max_length=64, blank=True, help_text="BingX sub-account this key belongs to."
+    )
     position_mode = models.CharField(max_length=16, choices=PositionMode.choices, default=PositionMode.ONE_WAY)
     auto_trade = models.BooleanField(
         default=False, help_text="On: valid signals are executed at once. Off: each waits for approval in Telegram."

@@ -41,7 +41,7 @@ def account_set_api_credentials(*, account: TradingAccount, api_key: str, api_se
         account.api_key, account.api_secret = api_key, api_secret
         account.save(update_fields=["api_key", "api_secret", "updated_at"])
         audit_record(
-            actor=actor, action="account.credentials", instance=account, before=before, after=snapshot(account)
+            actor=actor, action="tradingaccount.credentials", instance=account, before=before, after=snapshot(account)
         )
 
 
@@ -57,7 +57,7 @@ def account_rotate_webhook_secret(*, account: TradingAccount, actor: Actor, new_
         locked.webhook_secret_hash = webhook_secret_digest(secret)
         locked.webhook_secret_rotated_at = timezone.now()
         locked.save(update_fields=["webhook_secret_hash", "webhook_secret_previous_hash", "webhook_secret_rotated_at"])
-        audit_record(actor=actor, action="account.webhook_secret_rotated", instance=locked)
+        audit_record(actor=actor, action="tradingaccount.webhook_secret_rotated", instance=locked)
     account.refresh_from_db()
     return secret
 
@@ -86,7 +86,7 @@ def account_ensure_default(*, actor: Actor) -> DefaultAccountResult:
             defaults={"subaccount_id": settings.BINGX_SUBACCOUNT_ID},
         )
         if created:
-            audit_record(actor=actor, action="account.created", instance=account, after=snapshot(account))
+            audit_record(actor=actor, action="tradingaccount.created", instance=account, after=snapshot(account))
             changes.append("account created")
         RiskLimits.objects.get_or_create(account=account)
         key, secret = settings.BINGX_API_KEY, settings.BINGX_API_SECRET
@@ -110,7 +110,7 @@ def account_set_trading_enabled(*, account: TradingAccount, enabled: bool, actor
         locked.save(update_fields=["trading_enabled", "updated_at"])
         audit_record(
             actor=actor,
-            action="account.trading_enabled" if enabled else "account.kill_switch",
+            action="tradingaccount.trading_enabled" if enabled else "tradingaccount.kill_switch",
             instance=locked,
             before={"trading_enabled": not enabled},
             after={"trading_enabled": enabled},

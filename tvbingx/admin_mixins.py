@@ -16,22 +16,24 @@ class AuditedModelAdmin(admin.ModelAdmin):
         before = snapshot(type(obj).objects.get(pk=obj.pk)) if change and obj.pk else {}
         with transaction.atomic():
             super().save_model(request, obj, form, change)
+            after = snapshot(obj)
+            if change and after == before:
+                return  # nothing on the model itself changed (e.g. only inline rows or secrets, audited apart)
             audit_record(
                 actor=Actor.admin(request.user),
                 action=f"{obj._meta.model_name}.{'changed' if change else 'created'}",
                 instance=obj,
                 before=before,
-                after=snapshot(obj),
+                after=after,
             )
 
     def save_formset(self, request, form, formset, change):
         """Inline rows (e.g. take-profit levels) are audited one by one."""
         actor = Actor.admin(request.user)
-        befores = {
-            inline_form.instance.pk: snapshot(type(inline_form.instance).objects.get(pk=inline_form.instance.pk))
-            for inline_form in formset.forms
-            if inline_form.instance.pk and inline_form.has_changed()
-        }
+        # "Before" comes from the database: validation has already written the submitted values
+        # onto each form's instance, also on rows that are being deleted.
+        stored_pks = [inline_form.instance.pk for inline_form in formset.forms if inline_form.instance.pk]
+        befores = {obj.pk: snapshot(obj) for obj in formset.model._default_manager.filter(pk__in=stored_pks)}
         with transaction.atomic():
             for deleted_form in formset.deleted_forms:
                 if deleted_form.instance.pk:
@@ -39,7 +41,7 @@ class AuditedModelAdmin(admin.ModelAdmin):
                         actor=actor,
                         action=f"{deleted_form.instance._meta.model_name}.deleted",
                         instance=deleted_form.instance,
-                        before=snapshot(deleted_form.instance),
+                        before=befores.get(deleted_form.instance.pk, {}),
                     )
             super().save_formset(request, form, formset, change)
             for saved in formset.new_objects:

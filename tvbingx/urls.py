@@ -7,6 +7,7 @@ from tvbingx.health import HealthApi
 admin.site.site_header = "TVBingX back-office"
 admin.site.site_title = "TVBingX"
 admin.site.index_title = "Accounts, limits, signals and orders"
+admin.site.site_url = None  # no public site: hide the "View site" link
 
 urlpatterns = [
     path("admin/", admin.site.urls),

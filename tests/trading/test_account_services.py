@@ -92,7 +92,7 @@ def test_generated_webhook_secrets_are_long_and_distinct(actor):
 def test_setting_credentials_audits_the_change_but_not_the_values(actor):
     account = TradingAccountFactory()
     account_set_api_credentials(account=account, api_key="the-key", api_secret="the-secret", actor=actor)
-    event = AuditEvent.objects.get(action="account.credentials")
+    event = AuditEvent.objects.get(action="tradingaccount.credentials")
     assert event.before["api_secret"] == "<empty>"
     assert event.after["api_secret"] == "<set>"
     assert "the-secret" not in str(event.after) and "the-key" not in str(event.after)
@@ -105,7 +105,7 @@ def test_the_kill_switch_is_audited_with_who_flipped_it():
     )
     account.refresh_from_db()
     assert account.trading_enabled is False
-    event = AuditEvent.objects.get(action="account.kill_switch")
+    event = AuditEvent.objects.get(action="tradingaccount.kill_switch")
     assert (event.actor_type, event.actor_label, event.reason) == ("telegram", "bob", "/botstop")
 
 
