@@ -1,9 +1,10 @@
-"""The back-office for accounts, limits, symbols and exchange data.
+"""The back-office for accounts, limits, symbols and exchange data: what is particular to trading.
 
-Staff can open every page; anonymous visitors are sent to the login page. Accounts, risk limits and
-symbol profiles are editable and every edit is audited; orders, fills, positions, balances and audit
-events are evidence: viewable and exportable, never added, edited or deleted. API credentials and the
-webhook secret are write-only: typed in, stored encrypted (or as a digest), never rendered back.
+API credentials and the webhook secret are write-only: typed in, stored encrypted (or as a digest),
+never rendered back. Every edit of an account, its risk limits, symbol profiles and take-profit levels
+is audited; the account actions rotate the webhook secret and stop or resume trading. The pages every
+registered model has (and that orders, fills, positions, balances and audit events are read-only
+evidence) are tested in tests/tvbingx/test_admin_site.py.
 """
 
 from __future__ import annotations
@@ -13,34 +14,19 @@ import re
 from decimal import Decimal
 
 import pytest
-from django import forms
-from django.contrib import admin
-from django.contrib.admin.utils import get_fields_from_path
-from django.db import connection, models
-from django.urls import reverse
-from django.utils import timezone
 
-from tests.factories import (
-    BalanceSnapshotFactory,
-    FillFactory,
-    PositionFactory,
-    RiskLimitsFactory,
-    SymbolProfileFactory,
-    TakeProfitLevelFactory,
-    TradingAccountFactory,
+from tests.admin_helpers import (
+    admin_url,
+    audit_events,
+    form_errors,
+    raw_column,
+    run_action,
+    submit_add_form,
+    submit_change_form,
 )
-from trading.audit import Actor, audit_record
-from trading.models import (
-    AuditEvent,
-    BalanceSnapshot,
-    Fill,
-    Order,
-    Position,
-    RiskLimits,
-    SymbolProfile,
-    TakeProfitLevel,
-    TradingAccount,
-)
+from tests.factories import RiskLimitsFactory, SymbolProfileFactory, TakeProfitLevelFactory, TradingAccountFactory
+from trading.audit import Actor
+from trading.models import AuditEvent, RiskLimits, SymbolProfile, TakeProfitLevel, TradingAccount
 from trading.services import account_rotate_webhook_secret, account_set_api_credentials, account_webhook_secret_valid
 
 pytestmark = pytest.mark.django_db
@@ -48,284 +34,6 @@ pytestmark = pytest.mark.django_db
 API_KEY = "ak-plain-7f3e9a1c2b4d5e6f"
 API_SECRET = "as-plain-0c9b8a7d6e5f4a3b"
 WEBHOOK_SECRET = "wh-plain-1234567890abcdef"
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-
-def admin_url(model, view: str, *args) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
-
-
-def form_post_data(response) -> dict:
-    """What a browser would POST back for the rendered admin form (and its inlines), left unchanged."""
-    page_forms = [response.context["adminform"].form]
-    for inline in response.context["inline_admin_formsets"]:
-        page_forms += [inline.formset.management_form, *inline.formset.forms]
-    data = {}
-    for form in page_forms:
-        for bound in form:
-            value = bound.value()
-            if isinstance(bound.field, forms.BooleanField):
-                if value:
-                    data[bound.html_name] = "on"
-                continue
-            data[bound.html_name] = "" if value is None else value
-            if bound.field.show_hidden_initial:
-                data[bound.html_initial_name] = data[bound.html_name]
-    return data
-
-
-def form_errors(response) -> object:
-    if response.status_code != 200 or not response.context or "adminform" not in response.context:
-        return response.status_code
-    errors = [response.context["adminform"].form.errors]
-    errors += [inline.formset.errors for inline in response.context["inline_admin_formsets"]]
-    errors += [inline.formset.non_form_errors() for inline in response.context["inline_admin_formsets"]]
-    return errors
-
-
-def submit_change_form(client, model, obj, **changes):
-    url = admin_url(model, "change", obj.pk)
-    data = form_post_data(client.get(url)) | changes
-    return client.post(url, {key: value for key, value in data.items() if value is not None})
-
-
-def submit_add_form(client, model, **fields):
-    url = admin_url(model, "add")
-    data = form_post_data(client.get(url)) | fields
-    return client.post(url, {key: value for key, value in data.items() if value is not None})
-
-
-def run_action(client, model, action: str, objects, *, follow: bool = False):
-    data = {"action": action, "_selected_action": [obj.pk for obj in objects], "index": 0}
-    return client.post(admin_url(model, "changelist"), data, follow=follow)
-
-
-def follow_path(obj, path: str):
-    value = obj
-    for part in path.split("__"):
-        value = getattr(value, part)
-    return value
-
-
-def filter_params(model_admin, obj) -> dict:
-    """Every list filter and the date hierarchy, set to the object's own values."""
-    params = {}
-    for path in model_admin.list_filter:
-        field = get_fields_from_path(model_admin.model, path)[-1]
-        value = follow_path(obj, path)
-        if value is None:
-            params[f"{path}__isnull"] = "True"
-        elif field.is_relation:
-            params[f"{path}__id__exact"] = value.pk
-        elif isinstance(field, models.BooleanField):
-            params[f"{path}__exact"] = "1" if value else "0"
-        else:
-            params[f"{path}__exact"] = value
-    if model_admin.date_hierarchy and follow_path(obj, model_admin.date_hierarchy) is not None:
-        moment = timezone.localtime(follow_path(obj, model_admin.date_hierarchy))
-        params |= {
-            f"{model_admin.date_hierarchy}__year": moment.year,
-            f"{model_admin.date_hierarchy}__month": moment.month,
-            f"{model_admin.date_hierarchy}__day": moment.day,
-        }
-    return params
-
-
-def audit_events(action: str, obj) -> list[AuditEvent]:
-    """The audit rows of one action on one object, oldest first."""
-    rows = AuditEvent.objects.filter(action=action, object_type=obj._meta.label_lower, object_id=str(obj.pk))
-    return list(rows.order_by("id"))
-
-
-def raw_column(model, pk, column: str) -> str:
-    """The value as stored in the database, before the field decrypts it."""
-    table, quoted = connection.ops.quote_name(model._meta.db_table), connection.ops.quote_name(column)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {quoted} FROM {table} WHERE id = %s", [pk])  # noqa: S608
-        return cursor.fetchone()[0]
-
-
-# --- the objects each page is tried with -----------------------------------------------------------
-
-
-def _audit_event() -> AuditEvent:
-    return audit_record(
-        actor=Actor.system("test"),
-        action="account.test",
-        instance=TradingAccountFactory(),
-        before={"mode": "demo"},
-        after={"mode": "live"},
-    )
-
-
-OBJECT_MAKERS = {
-    TradingAccount: TradingAccountFactory,
-    SymbolProfile: lambda: TakeProfitLevelFactory().profile,  # with an inline row to render
-    RiskLimits: RiskLimitsFactory,
-    Order: lambda: FillFactory().order,  # with a fill in its inline
-    Fill: FillFactory,
-    Position: PositionFactory,
-    BalanceSnapshot: BalanceSnapshotFactory,
-    AuditEvent: _audit_event,
-}
-EDITABLE = [TradingAccount, SymbolProfile, RiskLimits]
-READ_ONLY = [Order, Fill, Position, BalanceSnapshot, AuditEvent]
-REGISTERED = sorted(
-    (model for model in admin.site._registry if model._meta.app_label == "trading"), key=lambda m: m._meta.model_name
-)
-
-
-def model_id(model) -> str:
-    return model.__name__
-
-
-# --- every page of every model ------------------------------------------------------------------
-
-
-def test_every_registered_model_is_classified_as_editable_or_read_only():
-    assert set(REGISTERED) == set(EDITABLE) | set(READ_ONLY) == set(OBJECT_MAKERS)
-
-
-@pytest.mark.parametrize("model", REGISTERED, ids=model_id)
-def test_every_admin_passes_djangos_admin_checks(model):
-    assert admin.site._registry[model].check() == []
-
-
-@pytest.mark.parametrize("model", REGISTERED, ids=model_id)
-def test_every_changelist_has_columns_filters_search_and_a_date_hierarchy(model):
-    model_admin = admin.site._registry[model]
-
-    assert len(model_admin.list_display) >= 4
-    assert model_admin.list_filter
-    assert model_admin.search_fields
-    assert model_admin.date_hierarchy
-
-
-@pytest.mark.parametrize("model", REGISTERED, ids=model_id)
-def test_it_lists_objects_for_staff(staff_client, model):
-    obj = OBJECT_MAKERS[model]()
-
-    response = staff_client.get(admin_url(model, "changelist"))
-
-    assert response.status_code == 200
-    assert obj in response.context["cl"].result_list
-
-
-@pytest.mark.parametrize("model", REGISTERED, ids=model_id)
-def test_it_searches_a_changelist(staff_client, model):
-    obj = OBJECT_MAKERS[model]()
-    term = str(follow_path(obj, admin.site._registry[model].search_fields[0].lstrip("^=@")))
-
-    any_term = staff_client.get(admin_url(model, "changelist"), {"q": "x"})
-    own_term = staff_client.get(admin_url(model, "changelist"), {"q": term})
-
-    assert any_term.status_code == 200
-    assert own_term.status_code == 200
-    assert obj in own_term.context["cl"].result_list
-
-
-@pytest.mark.parametrize("model", REGISTERED, ids=model_id)
-def test_its_filters_and_date_hierarchy_select_the_object(staff_client, model):
-    obj = OBJECT_MAKERS[model]()
-    params = filter_params(admin.site._registry[model], obj)
-
-    response = staff_client.get(admin_url(model, "changelist"), params)
-
-    assert response.status_code == 200, response.get("Location")  # an unknown parameter redirects with ?e=1
-    assert obj in response.context["cl"].result_list
-
-
-@pytest.mark.parametrize("model", EDITABLE, ids=model_id)
-def test_it_shows_the_change_page_of_an_editable_model(staff_client, model):
-    obj = OBJECT_MAKERS[model]()
-
-    response = staff_client.get(admin_url(model, "change", obj.pk))
-
-    assert response.status_code == 200
-    assert response.context["original"] == obj
-    assert 'name="_save"' in response.content.decode()
-
-
-@pytest.mark.parametrize("model", EDITABLE, ids=model_id)
-def test_it_shows_the_add_page_of_an_editable_model(staff_client, model):
-    response = staff_client.get(admin_url(model, "add"))
-
-    assert response.status_code == 200
-
-
-@pytest.mark.parametrize("model", READ_ONLY, ids=model_id)
-def test_it_refuses_the_add_page_of_a_read_only_model(staff_client, model):
-    response = staff_client.get(admin_url(model, "add"))
-
-    assert response.status_code == 403
-
-
-@pytest.mark.parametrize("model", REGISTERED, ids=model_id)
-def test_it_sends_anonymous_visitors_to_the_login_page(client, model):
-    obj = OBJECT_MAKERS[model]()
-
-    changelist = client.get(admin_url(model, "changelist"))
-    change_page = client.get(admin_url(model, "change", obj.pk))
-
-    for response in (changelist, change_page):
-        assert response.status_code == 302
-        assert response["Location"].startswith(reverse("admin:login"))
-
-
-# --- evidence is read-only ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("model", READ_ONLY, ids=model_id)
-def test_it_refuses_the_delete_page_of_a_read_only_model(staff_client, model):
-    obj = OBJECT_MAKERS[model]()
-
-    response = staff_client.get(admin_url(model, "delete", obj.pk))
-
-    assert response.status_code == 403
-    assert model.objects.filter(pk=obj.pk).exists()
-
-
-@pytest.mark.parametrize("model", READ_ONLY, ids=model_id)
-def test_it_offers_no_bulk_delete_on_a_read_only_model(staff_client, model):
-    obj = OBJECT_MAKERS[model]()
-
-    changelist = staff_client.get(admin_url(model, "changelist"))
-    for confirmation in ({}, {"post": "yes"}):  # the action's confirmation page, then the confirmed delete
-        response = staff_client.post(
-            admin_url(model, "changelist"),
-            {"action": "delete_selected", "_selected_action": [obj.pk], "index": 0} | confirmation,
-        )
-        assert response.status_code in (200, 302)  # the list again: no such action
-
-    assert 'value="delete_selected"' not in changelist.content.decode()
-    assert model.objects.filter(pk=obj.pk).exists()
-
-
-@pytest.mark.parametrize("model", READ_ONLY, ids=model_id)
-def test_it_refuses_an_edit_posted_to_a_read_only_model(staff_client, model):
-    obj = OBJECT_MAKERS[model]()
-    before = model.objects.filter(pk=obj.pk).values().get()
-
-    response = staff_client.post(admin_url(model, "change", obj.pk), {"symbol": "HACKED", "action": "hacked"})
-
-    assert response.status_code == 403
-    assert model.objects.filter(pk=obj.pk).values().get() == before
-
-
-@pytest.mark.parametrize("model", READ_ONLY, ids=model_id)
-def test_it_shows_a_read_only_object_without_save_or_delete_buttons(staff_client, model):
-    obj = OBJECT_MAKERS[model]()
-
-    response = staff_client.get(admin_url(model, "change", obj.pk))
-
-    assert response.status_code == 200
-    assert response.context["original"] == obj
-    html = response.content.decode()
-    assert 'name="_save"' not in html
-    assert 'name="_continue"' not in html
-    assert admin_url(model, "delete", obj.pk) not in html
 
 
 # --- trading accounts: write-only secrets ------------------------------------------------------
