@@ -60,6 +60,9 @@ class Signal(models.Model):
     timeframe = models.CharField(max_length=16, blank=True)
     comment = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    max_lag_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="The alert's own max_lag_s.")
+    # Breakeven and trailing options, and legacy per-symbol settings to store on the symbol's profile.
+    extras = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
 
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.RECEIVED, db_index=True)
     rejection_reason = models.TextField(blank=True)
@@ -89,3 +92,21 @@ class Signal(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action or '?'} {self.symbol or '?'} ({self.status})"
+
+
+class SignalLane(models.Model):
+    """One account's signals for one symbol run one at a time, in arrival order (a close before the next open).
+
+    A worker holds the lane while it works through the queue; the lease lets another take over if it dies.
+    """
+
+    account = models.ForeignKey("trading.TradingAccount", on_delete=models.CASCADE, related_name="signal_lanes")
+    symbol = models.CharField(max_length=64)
+    holder = models.CharField(max_length=64, blank=True)
+    busy_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "symbol"], name="signal_lane_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}:{self.symbol}"

@@ -15,12 +15,15 @@ os.environ["SECRET_KEY"] = "test-secret-key-not-for-production-0123456789abcdefg
 # A fixed Fernet key, for tests only.
 os.environ["FIELD_ENCRYPTION_KEYS"] = "sBvtYpO0m3wTH5wi-9R9m8eq0ZzDW9S6rOmZfYi3O8s="
 os.environ["TRADING_MODE"] = "dry_run"
+# The suite never calls out: tests that need BingX's market endpoint start a local fake.
+os.environ["MARKET_DATA_SOURCE"] = "snapshot"
 for name in ("BINGX_API_KEY", "BINGX_API_SECRET", "TELEGRAM_BOT_TOKEN", "TRADINGVIEW_WEBHOOK_TOKEN", "ADMIN_PASSWORD"):
     os.environ.pop(name, None)
     os.environ.pop(f"{name}_FILE", None)
 
 from tvbingx.settings import *  # noqa: E402,F403
 
+SIGNAL_PROCESSING = "inline"  # deterministic: processed before the webhook call returns
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; test users only
 # No collectstatic in tests: WhiteNoise serves from the app folders (WHITENOISE_USE_FINDERS).
 STATIC_ROOT = None

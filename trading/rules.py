@@ -24,3 +24,15 @@ POSITION_TRANSITIONS: dict[str, frozenset[str]] = {
     Position.Status.OPEN: frozenset({Position.Status.CLOSED}),
     Position.Status.CLOSED: frozenset(),
 }
+
+
+def client_order_id_for(*, account_id: int, signal_id: int, leg: str) -> str:
+    """Deterministic per signal and leg, so a retried submission reuses the id and cannot place twice.
+
+    BingX accepts 1-40 characters and lowercases them: "tv" + 30 lowercase base32 characters.
+    """
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(f"{account_id}:{signal_id}:{leg}".encode()).digest()
+    return "tv" + base64.b32encode(digest).decode().lower().rstrip("=")[:30]

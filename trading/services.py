@@ -120,6 +120,26 @@ def account_set_trading_enabled(*, account: TradingAccount, enabled: bool, actor
     return True
 
 
+def account_set_auto_trade(*, account: TradingAccount, enabled: bool, actor: Actor, reason: str = "") -> bool:
+    """Switch auto-trade on or off; returns False when it already was."""
+    with transaction.atomic():
+        locked = TradingAccount.objects.select_for_update().get(pk=account.pk)
+        if locked.auto_trade == enabled:
+            return False
+        locked.auto_trade = enabled
+        locked.save(update_fields=["auto_trade", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="tradingaccount.auto_trade",
+            instance=locked,
+            before={"auto_trade": not enabled},
+            after={"auto_trade": enabled},
+            reason=reason,
+        )
+    account.auto_trade = enabled
+    return True
+
+
 def encryption_rotate_keys(*, actor: Actor) -> int:
     """Re-encrypt every stored secret under the newest FIELD_ENCRYPTION_KEYS key; returns rows rewritten.
 

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,12 +28,14 @@ TRADING_MODES = ("dry_run", "demo", "live")
 MARGIN_MODES = ("isolated", "cross")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_EXCHANGE_LEVERAGE = 125  # BingX's highest leverage on any perpetual.
+# TradingView's published webhook source addresses.
+TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
 
 
 @dataclass(frozen=True)
 class Variable:
     name: str
-    kind: str  # str | bool | int | list | int_list | choice | fernet_keys
+    kind: str  # str | bool | int | decimal | list | int_list | choice | fernet_keys
     default: Any = None
     help: str = ""
     secret: bool = False
@@ -57,6 +60,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DATABASE_NAME", "str", "tvbingx", "PostgreSQL database name."),
     Variable("DATABASE_USER", "str", "postgres", "PostgreSQL user."),
     Variable("DATABASE_PASSWORD", "str", "", "PostgreSQL password.", secret=True),
+    Variable("DATABASE_POOL_SIZE", "int", 10, "PostgreSQL connections per process at most.", minimum=1, maximum=200),
     Variable("SQLITE_PATH", "str", "", "SQLite file for the embedded default (default: db.sqlite3)."),
     Variable("REDIS_URL", "str", "", "Redis DSN; switches on Redis cache, channel layer and Celery.", secret=True),
     Variable("TRADING_MODE", "choice", "dry_run", "Default trading mode for new accounts.", choices=TRADING_MODES),
@@ -68,6 +72,64 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TRADING_DEFAULT_USERNAME", "str", "default", "Name of the default trading account."),
     Variable("TRADING_DEFAULT_SESSION", "str", "default", "Name of the default Telegram bot session."),
     Variable("TRADINGVIEW_WEBHOOK_TOKEN", "str", "", "Webhook secret of the default account.", secret=True),
+    Variable(
+        "WEBHOOK_IP_ALLOWLIST_ENABLED", "bool", False, "Accept webhooks only from WEBHOOK_IP_ALLOWLIST addresses."
+    ),
+    Variable(
+        "WEBHOOK_IP_ALLOWLIST",
+        "list",
+        list(TRADINGVIEW_IPS),
+        "Addresses allowed to post alerts (default: TradingView's published ones).",
+    ),
+    Variable("WEBHOOK_TRUSTED_PROXIES", "list", [], "Proxy addresses/networks whose X-Forwarded-For is believed."),
+    Variable(
+        "WEBHOOK_DEDUPE_WINDOW_SECONDS",
+        "int",
+        300,
+        "Alerts without alert_id: identical payloads within this window are one alert.",
+        minimum=1,
+        maximum=86400,
+    ),
+    Variable(
+        "WEBHOOK_AUTH_FAILURES_PER_MINUTE",
+        "int",
+        10,
+        "Failed webhook logins allowed per source address per minute.",
+        minimum=1,
+        maximum=10000,
+    ),
+    Variable(
+        "SIGNAL_SWEEP_AFTER_SECONDS",
+        "int",
+        30,
+        "Signals left unprocessed this long are picked up again by the sweeper.",
+        minimum=1,
+        maximum=3600,
+    ),
+    Variable(
+        "DRY_RUN_STARTING_EQUITY", "int", 10000, "Simulated USDT wallet of a dry-run account.", minimum=1, maximum=10**9
+    ),
+    Variable(
+        "DRY_RUN_FEE_RATE",
+        "decimal",
+        Decimal("0.0005"),
+        "Fee per dry-run fill, as a fraction of its value (BingX taker).",
+        minimum=0,
+        maximum=1,
+    ),
+    Variable(
+        "BINGX_BASE_URL", "str", "https://open-api.bingx.com", "BingX REST endpoint (backup domain, proxy, fake)."
+    ),
+    Variable(
+        "MARKET_DATA_SOURCE",
+        "choice",
+        "auto",
+        "Market list: auto (BingX, else the shipped snapshot) or snapshot (never call out).",
+        choices=("auto", "snapshot"),
+    ),
+    Variable(
+        "MARKETS_REFRESH_SECONDS", "int", 3600, "How long the loaded market list is reused.", minimum=10, maximum=86400
+    ),
     Variable("TELEGRAM_BOT_TOKEN", "str", "", "Bot token from @BotFather; switches on the bot.", secret=True),
     Variable("TELEGRAM_ADMIN_IDS", "int_list", [], "Telegram user ids bootstrapped as admins."),
     Variable(
@@ -84,6 +146,7 @@ VARIABLES: tuple[Variable, ...] = (
 
 VARIABLES_BY_NAME = {variable.name: variable for variable in VARIABLES}
 DATABASE_VARIABLES = (
+    "DATABASE_POOL_SIZE",
     "DATABASE_URL",
     "DATABASE_HOST",
     "DATABASE_PORT",
@@ -160,6 +223,16 @@ def _parse(env: environ.Env, variable: Variable) -> Any:
         if (low is not None and number < low) or (high is not None and number > high):
             raise ValueError(f"{name}={number} is out of range; accepted: {low} to {high}.")
         return number
+    if variable.kind == "decimal":
+        try:
+            number = Decimal(raw)
+        except InvalidOperation:
+            number = None
+        if number is None or not number.is_finite() or not variable.minimum <= number <= variable.maximum:
+            raise ValueError(
+                f"{name}={raw!r} is not valid; accepted: a number from {variable.minimum} to {variable.maximum}."
+            )
+        return number
     if variable.kind == "choice":
         if raw not in variable.choices:
             raise ValueError(f"{name}={raw!r} is not valid; accepted: {', '.join(variable.choices)}.")
@@ -210,7 +283,12 @@ def _database_config(values: dict[str, Any], env: environ.Env, base_dir: Path) -
     if config["ENGINE"] == "django.db.backends.postgresql":
         config.setdefault("OPTIONS", {})
         config["OPTIONS"].setdefault("connect_timeout", 5)
-        config["CONN_MAX_AGE"] = 60
+        # Under ASGI every request may run on another thread, so per-thread persistent connections pile up
+        # (Django's docs: use the driver's pool instead). One psycopg pool per process, shared by its threads.
+        config["OPTIONS"]["pool"] = {"min_size": 1, "max_size": values["DATABASE_POOL_SIZE"], "timeout": 10}
+        config["CONN_MAX_AGE"] = 0
+        # With a pool, Django turns this into the pool's check before lending a connection, so one a
+        # database restart killed is replaced instead of failing a request.
         config["CONN_HEALTH_CHECKS"] = True
     else:
         # Writers wait for each other instead of failing at once with "database is locked".

@@ -5,6 +5,7 @@ in-process and dry-run trading. DATABASE_URL and REDIS_URL switch on PostgreSQL 
 """
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 from tvbingx.config import load_config
@@ -139,9 +140,16 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# No publish retries: a signal that could not be handed over is stored, and the sweeper delivers it.
+CELERY_TASK_PUBLISH_RETRY = False
 # One value everywhere (celery/celery#7651): a task not acked within it is redelivered.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    # Lost hand-overs and expired approvals: the database is the queue of record.
+    "signals-sweep": {"task": "signals.sweep", "schedule": 10.0},
+    "markets-refresh": {"task": "markets.refresh", "schedule": 1800.0},
+}
 
 # --- REST framework ----------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -167,6 +175,25 @@ BINGX_API_SECRET = CONFIG["BINGX_API_SECRET"]
 BINGX_SUBACCOUNT_ID = CONFIG["BINGX_SUBACCOUNT_ID"]
 TRADINGVIEW_WEBHOOK_TOKEN = CONFIG["TRADINGVIEW_WEBHOOK_TOKEN"]
 FIELD_ENCRYPTION_KEYS = CONFIG["FIELD_ENCRYPTION_KEYS"]
+
+# --- Webhook and pipeline -------------------------------------------------------------------------
+WEBHOOK_IP_ALLOWLIST_ENABLED = CONFIG["WEBHOOK_IP_ALLOWLIST_ENABLED"]
+WEBHOOK_IP_ALLOWLIST = CONFIG["WEBHOOK_IP_ALLOWLIST"]
+WEBHOOK_TRUSTED_PROXIES = CONFIG["WEBHOOK_TRUSTED_PROXIES"]
+WEBHOOK_DEDUPE_WINDOW_SECONDS = CONFIG["WEBHOOK_DEDUPE_WINDOW_SECONDS"]
+WEBHOOK_AUTH_FAILURES_PER_MINUTE = CONFIG["WEBHOOK_AUTH_FAILURES_PER_MINUTE"]
+SIGNAL_SWEEP_AFTER_SECONDS = CONFIG["SIGNAL_SWEEP_AFTER_SECONDS"]
+# How stored signals reach processing: Celery with a broker, else an in-process thread pool.
+SIGNAL_PROCESSING = "celery" if REDIS_URL else "thread"
+WEBHOOK_MAX_BODY_BYTES = 64 * 1024
+
+DRY_RUN_STARTING_EQUITY = Decimal(CONFIG["DRY_RUN_STARTING_EQUITY"])
+DRY_RUN_FEE_RATE = CONFIG["DRY_RUN_FEE_RATE"]
+
+# --- Market data ----------------------------------------------------------------------------------
+BINGX_BASE_URL = CONFIG["BINGX_BASE_URL"]
+MARKET_DATA_SOURCE = CONFIG["MARKET_DATA_SOURCE"]
+MARKETS_REFRESH_SECONDS = CONFIG["MARKETS_REFRESH_SECONDS"]
 
 # --- Telegram -----------------------------------------------------------------------------------
 TELEGRAM_BOT_TOKEN = CONFIG["TELEGRAM_BOT_TOKEN"]

@@ -335,6 +335,14 @@ class TestDatabaseUrl:
         assert database["OPTIONS"]["connect_timeout"] == 5
         assert database["CONN_HEALTH_CHECKS"] is True
 
+    def test_postgres_connections_come_from_one_pool_per_process_not_one_per_thread(self, load):
+        database = load(DEBUG="true", DATABASE_URL="postgres://app@db/tvbingx", DATABASE_POOL_SIZE="7")["DATABASES"][
+            "default"
+        ]
+
+        assert database["OPTIONS"]["pool"]["max_size"] == 7
+        assert database["CONN_MAX_AGE"] == 0
+
     def test_a_sqlite_url_configures_sqlite_at_that_path(self, load, tmp_path):
         path = tmp_path / "other.sqlite3"
 

@@ -1,9 +1,12 @@
 """Run the platform: one ASGI server (uvicorn) for HTTP and WebSocket on HOST:PORT."""
 
+import logging
+import threading
+
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.urls import NoReverseMatch, reverse
 
 
@@ -30,6 +33,9 @@ class Command(BaseCommand):
             self.stdout.write("  Webhook:  not installed yet")
         self.stdout.write(f"  Health:   {base}{reverse('health')}")
         self.stdout.write("  Stop with Ctrl+C.")
+        if settings.SIGNAL_PROCESSING == "thread":
+            # Embedded mode has no Celery beat: this thread does the beat's periodic work.
+            threading.Thread(target=_embedded_beat, name="embedded-beat", daemon=True).start()
         # Proxy headers are not trusted here: the webhook decides itself which proxies to believe.
         uvicorn.run(
             "tvbingx.asgi:application",
@@ -39,3 +45,19 @@ class Command(BaseCommand):
             log_level=settings.CONFIG["LOG_LEVEL"].lower(),
             lifespan="off",
         )
+
+
+SWEEP_EVERY_SECONDS = 10
+
+
+def _embedded_beat() -> None:
+    from signals_app.pipeline import signals_sweep
+
+    stop = threading.Event()
+    while not stop.wait(SWEEP_EVERY_SECONDS):
+        try:
+            signals_sweep()
+        except Exception:  # keep sweeping; the next round retries
+            logging.getLogger(__name__).exception("embedded sweep failed")
+        finally:
+            close_old_connections()

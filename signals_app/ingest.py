@@ -1,0 +1,256 @@
+"""Taking in a TradingView alert: authenticate, validate, de-duplicate, store durably, then hand over.
+
+The signal row is committed before the webhook answers; processing starts only after the commit
+(``dispatch.signals_dispatch``), and a sweeper picks up anything whose hand-over was lost. So an alert
+that got a 2xx is never lost, and one that was stored is never run twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from signals_app.models import Signal
+from signals_app.payload import NormalisedAlert, normalise_alert, parse_body
+from signals_app.services import signal_transition
+from trading.audit import Actor, audit_record
+from trading.markets import UnknownSymbol, markets_catalog
+from trading.models import RiskLimits, TradingAccount
+from trading.risk import FUTURE_SKEW
+from trading.secrets import webhook_secret_digest
+
+logger = logging.getLogger(__name__)
+
+HEADER_TOKEN = "X-TRADINGVIEW-TOKEN"
+STORED_HEADERS = ("Content-Type", "User-Agent", "X-Forwarded-For", "X-Real-Ip", "Content-Length")
+
+
+@dataclass
+class IngestResult:
+    http_status: int
+    body: dict[str, Any]
+    dispatch: list[Signal] = field(default_factory=list)
+
+
+def account_for_secret(*candidates: str | None) -> TradingAccount | None:
+    """The active account whose current or previous webhook secret is one of the candidates.
+
+    Only SHA-256 digests are stored and looked up, so the comparison never touches a stored secret.
+    """
+    for candidate in candidates:
+        if not candidate or not isinstance(candidate, str):
+            continue
+        digest = webhook_secret_digest(candidate)
+        account = TradingAccount.objects.filter(
+            Q(webhook_secret_hash=digest) | Q(webhook_secret_previous_hash=digest), is_active=True
+        ).first()
+        if account is not None:
+            return account
+    return None
+
+
+def _stale_problem(alert: NormalisedAlert, account: TradingAccount, now: datetime) -> str | None:
+    if alert.sent_at is None:
+        return None
+    limits = RiskLimits.objects.filter(account=account).first()
+    allowed = limits.max_signal_lag_seconds if limits else 60
+    if alert.max_lag_s is not None:
+        allowed = min(allowed, alert.max_lag_s)
+    age = (now - alert.sent_at).total_seconds()
+    if age < -FUTURE_SKEW.total_seconds():
+        return f"sent_at: {alert.sent_at.isoformat()} is {-age:.0f} s in the future; check the sender's clock"
+    if age > allowed:
+        return f"sent_at: the alert is {age:.0f} s old; the limit is {allowed} s (max_lag_s)"
+    return None
+
+
+def _resolve_symbol(alert: NormalisedAlert) -> None:
+    if not alert.symbol or any(problem.startswith("symbol:") for problem in alert.problems):
+        return
+    try:
+        alert.symbol = markets_catalog().resolve(alert.symbol).symbol
+    except UnknownSymbol as error:
+        alert.problems.append(f"symbol: {error}")
+
+
+def _idempotency_keys(alerts: list[NormalisedAlert], now: datetime) -> list[tuple[str, str | None]]:
+    """(key, previous-window key) per alert. With alert_id the key is it; without, a payload hash per window."""
+    keys = []
+    window = settings.WEBHOOK_DEDUPE_WINDOW_SECONDS
+    for index, alert in enumerate(alerts, start=1):
+        suffix = f"#{index}" if len(alerts) > 1 else ""
+        if alert.alert_id:
+            keys.append((alert.alert_id + suffix, None))
+            continue
+        bucket = int(now.timestamp() // window)
+        digest = alert.fingerprint()[:48]
+        keys.append((f"h:{digest}:{bucket}{suffix}", f"h:{digest}:{bucket - 1}{suffix}"))
+    return keys
+
+
+def _signal_fields(alert: NormalisedAlert) -> dict[str, Any]:
+    stop = alert.stop_loss
+    return {
+        "symbol": alert.symbol,
+        "action": alert.action,
+        "size_mode": alert.size_mode,
+        "size_value": alert.size_value,
+        "order_type": alert.order_type or Signal.OrderType.MARKET,
+        "price": alert.price,
+        "sl_price": stop.price if stop else None,
+        "sl_pct": stop.pct if stop else None,
+        "tp_levels": [{"price": leg.price, "pct": leg.pct, "size_pct": leg.size_pct} for leg in alert.take_profits],
+        "leverage": alert.leverage,
+        "margin_mode": alert.margin_mode,
+        "confidence": alert.confidence,
+        "strategy": alert.strategy,
+        "timeframe": alert.timeframe,
+        "comment": alert.comment,
+        "sent_at": alert.sent_at,
+        "max_lag_seconds": alert.max_lag_s,
+        "extras": {
+            key: value
+            for key, value in (
+                ("breakeven", alert.breakeven),
+                ("trailing", alert.trailing),
+                ("symbol_settings", alert.symbol_settings),
+            )
+            if value
+        },
+    }
+
+
+def _existing(account: TradingAccount, key: str, previous_key: str | None, window_start: datetime) -> Signal | None:
+    existing = Signal.objects.filter(account=account, idempotency_key=key).first()
+    if existing is None and previous_key:
+        existing = Signal.objects.filter(
+            account=account, idempotency_key=previous_key, received_at__gte=window_start
+        ).first()
+    return existing
+
+
+def _store(
+    *,
+    account: TradingAccount,
+    alert: NormalisedAlert,
+    key: str,
+    previous_key: str | None,
+    raw_text: str,
+    headers: dict[str, str],
+    source_ip: str | None,
+    now: datetime,
+) -> tuple[Signal, str]:
+    """Insert the signal (rejected at once when it has problems); returns (signal, outcome).
+
+    outcome: "created", "duplicate" (same request seen before) or "conflict" (same key, other request).
+    The unique constraint on (account, idempotency_key) decides races between concurrent deliveries.
+    """
+    fingerprint = alert.fingerprint()
+    window_start = now - timedelta(seconds=settings.WEBHOOK_DEDUPE_WINDOW_SECONDS)
+    existing = _existing(account, key, previous_key, window_start)
+    if existing is None:
+        try:
+            with transaction.atomic():
+                signal = Signal.objects.create(
+                    account=account,
+                    raw_body=raw_text,
+                    headers=headers,
+                    source_ip=source_ip,
+                    idempotency_key=key,
+                    payload_hash=fingerprint,
+                    received_at=now,
+                    **_signal_fields(alert),
+                )
+                actor = Actor.webhook(source_ip)
+                audit_record(actor=actor, action="signal.received", instance=signal, after={"key": key})
+                if alert.problems:
+                    signal_transition(
+                        signal=signal, to=Signal.Status.REJECTED, actor=actor, reason="; ".join(alert.problems)
+                    )
+            return signal, "created"
+        except IntegrityError:
+            existing = Signal.objects.get(account=account, idempotency_key=key)  # a concurrent delivery won
+    outcome = "duplicate" if existing.payload_hash == fingerprint else "conflict"
+    return existing, outcome
+
+
+def signal_ingest(
+    *, raw_body: bytes, headers: Mapping[str, str], source_ip: str | None, url_token: str | None = None
+) -> IngestResult:
+    """Everything the webhook does after the transport checks (size, allowlist, rate limit)."""
+    parsed = parse_body(raw_body)
+    body_secret = parsed.data.get("secret") if parsed.data else None
+    account = account_for_secret(url_token, headers.get(HEADER_TOKEN), body_secret)
+    if account is None:
+        return IngestResult(401, {"error": "unauthorized: missing or wrong webhook secret"})
+
+    now = timezone.now()
+    # PostgreSQL text cannot hold NUL: the one change to the body as received (parse_body reports it).
+    raw_text = raw_body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    stored_headers = {name: headers[name] for name in STORED_HEADERS if name in headers}
+    if parsed.data is None or parsed.problems:
+        alerts = [NormalisedAlert(problems=list(parsed.problems))]
+        keys = [("invalid:" + hashlib.sha256(raw_body).hexdigest(), None)]
+    else:
+        alerts = normalise_alert(parsed.data)
+        for alert in alerts:
+            if alert.account and alert.account != account.name:
+                alert.problems.append(
+                    f"account: this secret belongs to account '{account.name}', not '{alert.account}'"
+                )
+            _resolve_symbol(alert)
+            stale = _stale_problem(alert, account, now)
+            if stale:
+                alert.problems.append(stale)
+        keys = _idempotency_keys(alerts, now)
+
+    results, to_dispatch = [], []
+    with transaction.atomic():  # the signals of one `actions` list are stored all together or not at all
+        for alert, (key, previous_key) in zip(alerts, keys, strict=True):
+            signal, outcome = _store(
+                account=account,
+                alert=alert,
+                key=key,
+                previous_key=previous_key,
+                raw_text=raw_text,
+                headers=stored_headers,
+                source_ip=source_ip,
+                now=now,
+            )
+            results.append((signal, outcome, alert))
+            if outcome == "created" and signal.status == Signal.Status.RECEIVED:
+                to_dispatch.append(signal)
+    return _response(results, to_dispatch)
+
+
+def _response(results: list[tuple[Signal, str, NormalisedAlert]], to_dispatch: list[Signal]) -> IngestResult:
+    items = [
+        {"signal_id": signal.pk, "status": signal.status, **({"duplicate": True} if outcome == "duplicate" else {})}
+        for signal, outcome, _ in results
+    ]
+    first_signal, _, first_alert = results[0]
+    body: dict[str, Any] = dict(items[0])
+    if len(items) > 1:
+        body["signals"] = items
+    outcomes = {outcome for _, outcome, _ in results}
+    if "conflict" in outcomes:
+        return IngestResult(
+            409,
+            {**body, "error": "conflict: this alert_id was already used for a different alert"},
+        )
+    created = [(signal, alert) for signal, outcome, alert in results if outcome == "created"]
+    if created and any(alert.problems for _, alert in created):
+        problems = list(dict.fromkeys(problem for _, alert in created for problem in alert.problems))
+        return IngestResult(400, {**body, "errors": problems})
+    if not created:
+        return IngestResult(200, body)
+    return IngestResult(202, body, dispatch=to_dispatch)
