@@ -1,6 +1,8 @@
 from django.contrib import admin
+from import_export import fields, resources
 
 from signals_app.models import Signal
+from signals_app.payload import redact_secrets
 from trading.models import Order
 from tvbingx.admin_mixins import ReadOnlyInline, ReadOnlyModelAdmin
 
@@ -11,11 +13,29 @@ class OrderInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class SignalResource(resources.ModelResource):
+    """Exports carry the raw body with the webhook secret masked."""
+
+    raw_body = fields.Field(attribute="raw_body", column_name="raw_body")
+
+    class Meta:
+        model = Signal
+
+    def dehydrate_raw_body(self, signal: Signal) -> str:
+        return redact_secrets(signal.raw_body)
+
+
 @admin.register(Signal)
 class SignalAdmin(ReadOnlyModelAdmin):
-    """Signals are evidence: exactly what arrived and what happened to it. Nothing here is editable."""
+    """Signals are evidence: exactly what arrived and what happened to it. Nothing here is editable.
 
+    The raw body is shown with the webhook secret masked; the stored row keeps it exactly as received.
+    """
+
+    resource_classes = [SignalResource]
     inlines = [OrderInline]
+    exclude = ["raw_body"]
+    readonly_fields = ["raw_body_masked"]
     list_display = [
         "id",
         "received_at",
@@ -36,3 +56,7 @@ class SignalAdmin(ReadOnlyModelAdmin):
     @admin.display(description="Reason")
     def short_reason(self, obj: Signal) -> str:
         return (obj.rejection_reason[:80] + "...") if len(obj.rejection_reason) > 80 else obj.rejection_reason
+
+    @admin.display(description="Raw body (secret masked)")
+    def raw_body_masked(self, obj: Signal) -> str:
+        return redact_secrets(obj.raw_body)

@@ -545,3 +545,13 @@ def _parse_legacy_settings(reader: _Reader, alert: NormalisedAlert) -> None:
     alert.symbol_settings = overrides
     # Top-level keys are read by both readers; report each problem once.
     reader.problems.extend(problem for problem in legacy.problems if problem not in reader.problems)
+
+
+# --- display -----------------------------------------------------------------------------------------
+
+SECRET_VALUE = re.compile(r'("(?:secret|password)"\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE)
+
+
+def redact_secrets(raw_body: str) -> str:
+    """The body as received with the webhook secret masked, for screens and exports (the row keeps it all)."""
+    return SECRET_VALUE.sub(r'\1"***"', raw_body)

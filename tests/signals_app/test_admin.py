@@ -55,3 +55,36 @@ def test_it_shortens_a_long_rejection_reason_in_the_changelist(staff_client):
 
     assert reason[:80] + "..." in html
     assert reason not in html
+
+
+# --- the webhook secret inside raw bodies -----------------------------------------------------------
+
+SECRET_BODY = '{"secret": "wh-very-secret-token-123", "symbol": "BTCUSDT", "action": "buy"}'
+
+
+def test_the_signal_page_masks_the_webhook_secret_in_the_raw_body(staff_client):
+    signal = SignalFactory(raw_body=SECRET_BODY)
+
+    html = staff_client.get(admin_url(Signal, "change", signal.pk)).content.decode()
+
+    assert "wh-very-secret-token-123" not in html
+    assert "BTCUSDT" in html  # the rest of the body is shown
+
+
+def test_the_stored_raw_body_keeps_the_secret_as_evidence():
+    signal = SignalFactory(raw_body=SECRET_BODY)
+    signal.refresh_from_db()
+    assert signal.raw_body == SECRET_BODY
+
+
+def test_signal_exports_mask_the_webhook_secret(staff_client):
+    SignalFactory(raw_body=SECRET_BODY)
+
+    response = staff_client.post(
+        admin_url(Signal, "export"), {"format": "0", **{f"signalresource_{name}": "on" for name in ("id", "raw_body")}}
+    )
+
+    content = response.content.decode() if response.status_code == 200 else ""
+    assert response.status_code == 200
+    assert "wh-very-secret-token-123" not in content
+    assert "***" in content

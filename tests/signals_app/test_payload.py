@@ -803,3 +803,21 @@ def test_fingerprint_differs_when_the_request_differs(change):
 def test_alerts_of_an_actions_list_have_different_fingerprints():
     first, second = normalise_alert({"actions": ["LONG_SELL", "SHORT_SELL"], "symbol": "BTC-USDT"})
     assert first.fingerprint() != second.fingerprint()
+
+
+# --- masking secrets for display ------------------------------------------------------------------
+
+
+def test_redaction_masks_the_secret_and_keeps_the_rest():
+    from signals_app.payload import redact_secrets
+
+    masked = redact_secrets('{"secret":"abc","symbol":"BTCUSDT"}')
+    assert masked == '{"secret":"***","symbol":"BTCUSDT"}'
+
+
+def test_redaction_copes_with_escaped_quotes_and_spacing():
+    from signals_app.payload import redact_secrets
+
+    masked = redact_secrets('{ "SECRET" :  "a\\"b\\\\c", "password": "p" }')
+    assert 'a\\"b' not in masked and '"p"' not in masked
+    assert masked.count('"***"') == 2
