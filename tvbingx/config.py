@@ -291,8 +291,13 @@ def _database_config(values: dict[str, Any], env: environ.Env, base_dir: Path) -
         # database restart killed is replaced instead of failing a request.
         config["CONN_HEALTH_CHECKS"] = True
     else:
-        # Writers wait for each other instead of failing at once with "database is locked".
-        config.setdefault("OPTIONS", {}).setdefault("timeout", 20)
+        # The webhook and the in-process pipeline write concurrently. IMMEDIATE takes the write lock when a
+        # transaction begins, so a writer waits its turn (up to the timeout) instead of failing at once with
+        # "database is locked" when a read transaction tries to become a write; WAL lets readers go on.
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("timeout", 20)
+        options.setdefault("transaction_mode", "IMMEDIATE")
+        options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
     return config
 
 

@@ -439,6 +439,12 @@ class TestSqlite:
     def test_sqlite_writers_wait_for_the_lock(self, load):
         assert load(DEBUG="true")["DATABASES"]["default"]["OPTIONS"]["timeout"] == 20
 
+    def test_sqlite_transactions_take_the_write_lock_when_they_begin(self, load):
+        # A deferred transaction that reads and then writes fails at once while another thread writes.
+        options = load(DEBUG="true")["DATABASES"]["default"]["OPTIONS"]
+        assert options["transaction_mode"] == "IMMEDIATE"
+        assert "journal_mode=WAL" in options["init_command"]
+
 
 # --- Bad values ----------------------------------------------------------------------------------
 
