@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from signals_app.events import publish
 from signals_app.models import Signal
 from signals_app.payload import NormalisedAlert, normalise_alert, parse_body
 from signals_app.services import signal_transition
@@ -172,6 +173,7 @@ def _store(
                 )
                 actor = Actor.webhook(source_ip)
                 audit_record(actor=actor, action="signal.received", instance=signal, after={"key": key})
+                publish("signals.raw", signal)
                 if alert.problems:
                     signal_transition(
                         signal=signal, to=Signal.Status.REJECTED, actor=actor, reason="; ".join(alert.problems)

@@ -798,3 +798,18 @@ def test_the_schema_documents_the_payload_fields(schema):
 
     expected = {"secret", "alert_id", "sent_at", "max_lag_s", "symbol", "action", "size", "sl", "tp", "confidence"}
     assert expected <= set(fields)
+
+
+def test_every_stored_alert_is_published_as_signals_raw(client, secret, django_capture_on_commit_callbacks):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("signals.raw", channel)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, alert(secret))
+
+    message = async_to_sync(layer.receive)(channel)
+    assert (message["topic"], message["signal_id"]) == ("signals.raw", response.json()["signal_id"])
