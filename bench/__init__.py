@@ -1,0 +1,1 @@
+"""The webhook benchmark (see README.md). Not part of the application."""
