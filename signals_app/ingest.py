@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,9 +52,11 @@ def account_for_secret(*candidates: str | None) -> TradingAccount | None:
         if not candidate or not isinstance(candidate, str):
             continue
         digest = webhook_secret_digest(candidate)
-        account = TradingAccount.objects.filter(
-            Q(webhook_secret_hash=digest) | Q(webhook_secret_previous_hash=digest), is_active=True
-        ).first()
+        account = (
+            TradingAccount.objects.select_related("risk_limits")
+            .filter(Q(webhook_secret_hash=digest) | Q(webhook_secret_previous_hash=digest), is_active=True)
+            .first()
+        )
         if account is not None:
             return account
     return None
@@ -62,8 +65,10 @@ def account_for_secret(*candidates: str | None) -> TradingAccount | None:
 def _stale_problem(alert: NormalisedAlert, account: TradingAccount, now: datetime) -> str | None:
     if alert.sent_at is None:
         return None
-    limits = RiskLimits.objects.filter(account=account).first()
-    allowed = limits.max_signal_lag_seconds if limits else 60
+    try:
+        allowed = account.risk_limits.max_signal_lag_seconds  # loaded with the account
+    except RiskLimits.DoesNotExist:
+        allowed = RiskLimits._meta.get_field("max_signal_lag_seconds").default
     if alert.max_lag_s is not None:
         allowed = min(allowed, alert.max_lag_s)
     age = (now - alert.sent_at).total_seconds()
@@ -156,8 +161,10 @@ def _store(
     The unique constraint on (account, idempotency_key) decides races between concurrent deliveries.
     """
     fingerprint = alert.fingerprint()
-    window_start = now - timedelta(seconds=settings.WEBHOOK_DEDUPE_WINDOW_SECONDS)
-    existing = _existing(account, key, previous_key, window_start)
+    existing = None
+    if previous_key:  # payload-hash keys also look one window back; an alert_id key is decided by the insert
+        window_start = now - timedelta(seconds=settings.WEBHOOK_DEDUPE_WINDOW_SECONDS)
+        existing = _existing(account, key, previous_key, window_start)
     if existing is None:
         try:
             with transaction.atomic():
@@ -216,7 +223,9 @@ def signal_ingest(
         keys = _idempotency_keys(alerts, now)
 
     results, to_dispatch = [], []
-    with transaction.atomic():  # the signals of one `actions` list are stored all together or not at all
+    # The signals of one `actions` list are stored all together or not at all; a single alert needs no
+    # outer transaction (its own insert is one).
+    with transaction.atomic() if len(alerts) > 1 else nullcontext():
         for alert, (key, previous_key) in zip(alerts, keys, strict=True):
             signal, outcome = _store(
                 account=account,

@@ -1,0 +1,44 @@
+"""Pipeline events leave through one background sender: in order, without exhausting Redis, never blocking."""
+
+import asyncio
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from signals_app.events import _EventSender
+
+
+@pytest.mark.redis
+def test_a_burst_of_events_arrives_complete_and_in_order_over_redis(settings, redis_url):
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": f"test-events-{time.time_ns()}", "capacity": 5000},
+        }
+    }
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("signals.raw", channel)
+    sender = _EventSender()
+
+    for number in range(500):  # far more at once than the Redis pool has connections
+        sender.submit("signals.raw", {"type": "pipeline.event", "number": number})
+
+    async def receive_all():
+        # Received on the layer's own loop-bound client: a fresh layer object for this loop.
+        return [(await asyncio.wait_for(layer.receive(channel), 10))["number"] for _ in range(500)]
+
+    assert async_to_sync(receive_all)() == list(range(500))
+
+
+def test_submitting_never_waits_for_the_channel_layer(settings):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]}}
+    }
+    sender = _EventSender()
+    started = time.perf_counter()
+    for number in range(200):  # Redis is unreachable: every send will fail, in the background
+        sender.submit("signals.raw", {"type": "pipeline.event", "number": number})
+    assert time.perf_counter() - started < 0.5
