@@ -160,26 +160,43 @@ def entry_execute(*, account: TradingAccount, signal, plan: EntryPlan, actor: Ac
             position.qty, position.mark_price = total, plan.price
             position.save(update_fields=["qty", "entry_price", "mark_price", "updated_at"])
         for leg in plan.protective:
-            protective = _order(
-                account=account,
-                signal=signal,
-                leg=leg.purpose,
-                symbol=plan.symbol,
-                side="sell" if plan.side == "long" else "buy",
-                position_side=Order.PositionSideChoice.BOTH,
-                order_type=Order.Type.STOP_MARKET if leg.purpose == "stop_loss" else Order.Type.TAKE_PROFIT_MARKET,
-                purpose=leg.purpose,
-                qty=leg.qty,
-                trigger_price=leg.trigger_price,
-                reduce_only=True,
+            report.orders.append(
+                _protective_place(
+                    account=account,
+                    signal=signal,
+                    symbol=plan.symbol,
+                    side=plan.side,
+                    leg=leg,
+                    key=leg.purpose,
+                    actor=actor,
+                )
             )
-            order_transition(order=protective, to=Order.Status.SUBMITTED, actor=actor)
-            order_transition(order=protective, to=Order.Status.OPEN, actor=actor)
-            report.orders.append(protective)
         _wallet_update(account=account, fee=fee, realized=ZERO, margin_change=plan.qty * plan.price / plan.leverage)
         report.filled_qty = plan.qty
         report.summary = f"{order_side} {plan.qty} {plan.symbol} @ {plan.price} filled (dry run)"
     return report
+
+
+def _protective_place(
+    *, account: TradingAccount, signal, symbol: str, side: str, leg: ProtectiveLeg, key: str, actor: Actor
+) -> Order:
+    """A reduce-only stop-loss or take-profit order resting on the position's ``side``."""
+    order = _order(
+        account=account,
+        signal=signal,
+        leg=key,
+        symbol=symbol,
+        side="sell" if side == "long" else "buy",
+        position_side=Order.PositionSideChoice.BOTH,
+        order_type=Order.Type.STOP_MARKET if leg.purpose == "stop_loss" else Order.Type.TAKE_PROFIT_MARKET,
+        purpose=leg.purpose,
+        qty=leg.qty,
+        trigger_price=leg.trigger_price,
+        reduce_only=True,
+    )
+    order_transition(order=order, to=Order.Status.SUBMITTED, actor=actor)
+    order_transition(order=order, to=Order.Status.OPEN, actor=actor)
+    return order
 
 
 def _protective_orders(*, account: TradingAccount, symbol: str, side: str):
@@ -284,20 +301,16 @@ def protective_replace(
         for old in _protective_orders(account=account, symbol=signal.symbol, side=side).select_for_update():
             order_transition(order=old, to=Order.Status.CANCELED, actor=actor, reason=f"replaced by signal {signal.pk}")
         for leg in legs:
-            order = _order(
-                account=account,
-                signal=signal,
-                leg=f"update_{leg.purpose}",
-                symbol=signal.symbol,
-                side="sell" if side == "long" else "buy",
-                order_type=Order.Type.STOP_MARKET if leg.purpose == "stop_loss" else Order.Type.TAKE_PROFIT_MARKET,
-                purpose=leg.purpose,
-                qty=leg.qty,
-                trigger_price=leg.trigger_price,
-                reduce_only=True,
+            report.orders.append(
+                _protective_place(
+                    account=account,
+                    signal=signal,
+                    symbol=signal.symbol,
+                    side=side,
+                    leg=leg,
+                    key=f"update_{leg.purpose}",
+                    actor=actor,
+                )
             )
-            order_transition(order=order, to=Order.Status.SUBMITTED, actor=actor)
-            order_transition(order=order, to=Order.Status.OPEN, actor=actor)
-            report.orders.append(order)
     report.summary = f"{len(legs)} stop-loss/take-profit order(s) set on {signal.symbol} {side}"
     return report

@@ -100,44 +100,46 @@ def account_ensure_default(*, actor: Actor) -> DefaultAccountResult:
     return DefaultAccountResult(account=account, created=created, changes=changes)
 
 
-def account_set_trading_enabled(*, account: TradingAccount, enabled: bool, actor: Actor, reason: str = "") -> bool:
-    """Flip the kill switch; returns False when it was already in that position."""
+def _account_flag_set(
+    *, account: TradingAccount, flag: str, enabled: bool, action: str, actor: Actor, reason: str
+) -> bool:
+    """Set one boolean switch of an account under a row lock, audited; False when it already had that value."""
     with transaction.atomic():
         locked = TradingAccount.objects.select_for_update().get(pk=account.pk)
-        if locked.trading_enabled == enabled:
+        if getattr(locked, flag) == enabled:
             return False
-        locked.trading_enabled = enabled
-        locked.save(update_fields=["trading_enabled", "updated_at"])
+        setattr(locked, flag, enabled)
+        locked.save(update_fields=[flag, "updated_at"])
         audit_record(
             actor=actor,
-            action="tradingaccount.trading_enabled" if enabled else "tradingaccount.kill_switch",
+            action=action,
             instance=locked,
-            before={"trading_enabled": not enabled},
-            after={"trading_enabled": enabled},
+            before={flag: not enabled},
+            after={flag: enabled},
             reason=reason,
         )
-    account.trading_enabled = enabled
+    setattr(account, flag, enabled)
     return True
+
+
+def account_set_trading_enabled(*, account: TradingAccount, enabled: bool, actor: Actor, reason: str = "") -> bool:
+    """Flip the kill switch; returns False when it was already in that position."""
+    action = "tradingaccount.trading_enabled" if enabled else "tradingaccount.kill_switch"
+    return _account_flag_set(
+        account=account, flag="trading_enabled", enabled=enabled, action=action, actor=actor, reason=reason
+    )
 
 
 def account_set_auto_trade(*, account: TradingAccount, enabled: bool, actor: Actor, reason: str = "") -> bool:
     """Switch auto-trade on or off; returns False when it already was."""
-    with transaction.atomic():
-        locked = TradingAccount.objects.select_for_update().get(pk=account.pk)
-        if locked.auto_trade == enabled:
-            return False
-        locked.auto_trade = enabled
-        locked.save(update_fields=["auto_trade", "updated_at"])
-        audit_record(
-            actor=actor,
-            action="tradingaccount.auto_trade",
-            instance=locked,
-            before={"auto_trade": not enabled},
-            after={"auto_trade": enabled},
-            reason=reason,
-        )
-    account.auto_trade = enabled
-    return True
+    return _account_flag_set(
+        account=account,
+        flag="auto_trade",
+        enabled=enabled,
+        action="tradingaccount.auto_trade",
+        actor=actor,
+        reason=reason,
+    )
 
 
 def encryption_rotate_keys(*, actor: Actor) -> int:
