@@ -27,7 +27,7 @@ from signals_app.services import signal_transition
 from trading.audit import Actor, audit_record
 from trading.markets import UnknownSymbol, markets_catalog
 from trading.models import RiskLimits, TradingAccount
-from trading.risk import FUTURE_SKEW
+from trading.risk import signal_lag_rejection
 from trading.secrets import webhook_secret_digest
 
 logger = logging.getLogger(__name__)
@@ -63,20 +63,14 @@ def account_for_secret(*candidates: str | None) -> TradingAccount | None:
 
 
 def _stale_problem(alert: NormalisedAlert, account: TradingAccount, now: datetime) -> str | None:
-    if alert.sent_at is None:
-        return None
     try:
-        allowed = account.risk_limits.max_signal_lag_seconds  # loaded with the account
+        account_max_lag = account.risk_limits.max_signal_lag_seconds  # loaded with the account
     except RiskLimits.DoesNotExist:
-        allowed = RiskLimits._meta.get_field("max_signal_lag_seconds").default
-    if alert.max_lag_s is not None:
-        allowed = min(allowed, alert.max_lag_s)
-    age = (now - alert.sent_at).total_seconds()
-    if age < -FUTURE_SKEW.total_seconds():
-        return f"sent_at: {alert.sent_at.isoformat()} is {-age:.0f} s in the future; check the sender's clock"
-    if age > allowed:
-        return f"sent_at: the alert is {age:.0f} s old; the limit is {allowed} s (max_lag_s)"
-    return None
+        account_max_lag = RiskLimits._meta.get_field("max_signal_lag_seconds").default
+    rejection = signal_lag_rejection(
+        sent_at=alert.sent_at, alert_max_lag=alert.max_lag_s, account_max_lag=account_max_lag, now=now
+    )
+    return f"sent_at: {rejection.message}" if rejection else None
 
 
 def _resolve_symbol(alert: NormalisedAlert) -> None:
@@ -248,7 +242,6 @@ def _response(results: list[tuple[Signal, str, NormalisedAlert]], to_dispatch: l
         {"signal_id": signal.pk, "status": signal.status, **({"duplicate": True} if outcome == "duplicate" else {})}
         for signal, outcome, _ in results
     ]
-    first_signal, _, first_alert = results[0]
     body: dict[str, Any] = dict(items[0])
     if len(items) > 1:
         body["signals"] = items

@@ -14,9 +14,11 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from signals_app.dispatch import lanes_dispatch
 from signals_app.events import publish
 from signals_app.models import Signal, SignalLane
 from signals_app.services import signal_transition
@@ -274,9 +276,10 @@ def plan_build(
         close_sides = {"close": ("long", "short"), "close_long": ("long",), "close_short": ("short",)}.get(
             signal.action, ()
         )
-        price = signal.price or last_known_price(symbol=signal.symbol) or Decimal("0")
-        if signal.action in ("close", "close_long", "close_short") and price <= 0:
-            raise SignalRejected(f"no price known for {signal.symbol}: send the price in the alert")
+        if close_sides:
+            price = _price(signal)
+        else:  # cancel and update trade nothing at a price; it is only shown
+            price = signal.price or last_known_price(symbol=signal.symbol) or Decimal("0")
         request = TradeRequest(
             symbol=signal.symbol,
             opens_exposure=False,
@@ -602,10 +605,6 @@ def signals_expire_due() -> int:
 
 def signals_sweep() -> int:
     """Hand over lanes whose signals wait longer than SIGNAL_SWEEP_AFTER_SECONDS (lost hand-over, dead worker)."""
-    from django.conf import settings
-
-    from signals_app.dispatch import lanes_dispatch
-
     signals_expire_due()
     cutoff = timezone.now() - timedelta(seconds=settings.SIGNAL_SWEEP_AFTER_SECONDS)
     lanes = set(Signal.objects.filter(status=S.RECEIVED, received_at__lte=cutoff).values_list("account_id", "symbol"))

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from trading.audit import Actor
 from trading.models import BalanceSnapshot, Fill, Order, Position, TradingAccount
+from trading.precision import round_amount_down
 from trading.rules import client_order_id_for
 from trading.selectors import balance_latest, position_list_open
 from trading.services import order_transition, position_close
@@ -232,8 +233,6 @@ def close_execute(
         for position in positions:
             qty = position.qty if fraction >= 1 else (position.qty * fraction)
             if qty_step is not None and fraction < 1:
-                from trading.precision import round_amount_down
-
                 qty = round_amount_down(qty, qty_step)
             if qty <= 0:
                 continue

@@ -97,13 +97,18 @@ def _money(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
-def check_signal_lag(request: TradeRequest, limits: RiskLimitsView, now: datetime) -> RiskRejection | None:
-    if request.sent_at is None:
+def signal_lag_rejection(
+    *, sent_at: datetime | None, alert_max_lag: int | None, account_max_lag: int, now: datetime
+) -> RiskRejection | None:
+    """The staleness rule, shared by the webhook (a 400) and the risk check (a rejection).
+
+    The stricter of the alert's own max_lag_s and the account's limit applies; a sent_at far in the
+    future means a broken clock, not a fresh alert.
+    """
+    if sent_at is None:
         return None
-    allowed = limits.max_signal_lag_seconds
-    if request.max_lag_seconds is not None:
-        allowed = min(allowed, request.max_lag_seconds)
-    age = now - request.sent_at
+    allowed = account_max_lag if alert_max_lag is None else min(account_max_lag, alert_max_lag)
+    age = now - sent_at
     if age < -FUTURE_SKEW:
         return RiskRejection(
             "signal_from_future", f"the alert's sent_at is {-age.total_seconds():.0f} s in the future; check the clock"
@@ -111,6 +116,15 @@ def check_signal_lag(request: TradeRequest, limits: RiskLimitsView, now: datetim
     if age.total_seconds() > allowed:
         return RiskRejection("signal_stale", f"the alert is {age.total_seconds():.0f} s old; the limit is {allowed} s")
     return None
+
+
+def check_signal_lag(request: TradeRequest, limits: RiskLimitsView, now: datetime) -> RiskRejection | None:
+    return signal_lag_rejection(
+        sent_at=request.sent_at,
+        alert_max_lag=request.max_lag_seconds,
+        account_max_lag=limits.max_signal_lag_seconds,
+        now=now,
+    )
 
 
 def check_trading_hours(limits: RiskLimitsView, now: datetime) -> RiskRejection | None:

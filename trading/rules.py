@@ -1,5 +1,8 @@
 """Pure trading rules (no ORM, no I/O): allowed status transitions for orders and positions."""
 
+import base64
+import hashlib
+
 from trading.models import Order, Position
 
 OS = Order.Status
@@ -31,8 +34,5 @@ def client_order_id_for(*, account_id: int, signal_id: int, leg: str) -> str:
 
     BingX accepts 1-40 characters and lowercases them: "tv" + 30 lowercase base32 characters.
     """
-    import base64
-    import hashlib
-
     digest = hashlib.sha256(f"{account_id}:{signal_id}:{leg}".encode()).digest()
     return "tv" + base64.b32encode(digest).decode().lower().rstrip("=")[:30]

@@ -91,12 +91,10 @@ def account_state(
     before_today = snapshots.filter(taken_at__lt=since).order_by("-taken_at").first()
     first_today = snapshots.filter(taken_at__gte=since).order_by("taken_at").first()
     day_start_snapshot = before_today or first_today
-    realized_today = Fill.objects.filter(order__account=account, executed_at__gte=since).aggregate(
-        total=Sum("realized_pnl")
-    )["total"] or Decimal("0")
-    fees_today = Fill.objects.filter(order__account=account, executed_at__gte=since).aggregate(total=Sum("fee"))[
-        "total"
-    ] or Decimal("0")
+    today = Fill.objects.filter(order__account=account, executed_at__gte=since).aggregate(
+        realized=Sum("realized_pnl"), fees=Sum("fee")
+    )
+    realized_today, fees_today = today["realized"] or Decimal("0"), today["fees"] or Decimal("0")
     unrealized = open_positions.aggregate(total=Sum("unrealized_pnl"))["total"] or Decimal("0")
     return AccountState(
         trading_enabled=account.trading_enabled,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.apps import apps
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from trading.audit import Actor, audit_record, snapshot
@@ -13,6 +14,7 @@ from trading.models import Order, Position, RiskLimits, TradingAccount
 from trading.rules import ORDER_TRANSITIONS, POSITION_TRANSITIONS
 from trading.secrets import webhook_secret_digest, webhook_secret_generate, webhook_secret_matches
 from trading.transitions import apply_transition
+from tvbingx.fields import EncryptedTextField, rotate_value
 
 
 def order_transition(*, order: Order, to: str, actor: Actor, reason: str = "", changes: dict | None = None) -> bool:
@@ -147,11 +149,6 @@ def encryption_rotate_keys(*, actor: Actor) -> int:
 
     Run after prepending a new key; once it has run, older keys can be removed from the setting.
     """
-    from django.apps import apps
-    from django.db import connection
-
-    from tvbingx.fields import EncryptedTextField, rotate_value
-
     rewritten = 0
     with transaction.atomic():
         for model in apps.get_models():
