@@ -2,8 +2,8 @@
 
 Signals of one account and symbol go through one at a time, in arrival order, by holding that lane
 (``SignalLane``); other symbols run in parallel. Every stage is a checked, audited transition with its
-reason. Execution goes to the dry-run executor until the exchange adapter lands (issue 4): accounts in
-demo or live mode are failed with that reason rather than simulated, so nothing pretends to trade.
+reason. Execution goes to ``trading.dry_run`` for dry-run accounts and to ``trading.execution`` (BingX
+through ccxt) for demo and live ones; both record orders, fills and positions alike.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from signals_app.dispatch import lanes_dispatch
 from signals_app.events import publish
 from signals_app.models import Signal, SignalLane
 from signals_app.services import signal_transition
-from trading import dry_run
+from trading import dry_run, execution
 from trading.audit import Actor, audit_record
+from trading.exchange.errors import ClockSkew, ExchangeError, ExchangeRejected
 from trading.markets import UnknownSymbol, markets_catalog
-from trading.models import Position, SymbolProfile, TakeProfitLevel, TradingAccount, TradingMode
+from trading.models import Order, Position, SymbolProfile, TakeProfitLevel, TradingAccount, TradingMode
 from trading.precision import MarketRules, round_amount_down, round_price
 from trading.risk import RiskDecision, SymbolView, TradeRequest, risk_check
 from trading.selectors import (
@@ -38,6 +39,7 @@ from trading.selectors import (
 )
 from trading.services import account_set_auto_trade
 from trading.sizing import SizeRequest, SizingError, size_order
+from trading.symbol_settings import SymbolSettingsFailed
 
 logger = logging.getLogger(__name__)
 PIPELINE = Actor.system("pipeline")
@@ -363,20 +365,59 @@ def plan_build(
 
 
 def _execute(signal: Signal, account: TradingAccount, plan: Plan, *, actor: Actor) -> None:
-    if account.mode != TradingMode.DRY_RUN:
-        signal_transition(
-            signal=signal,
-            to=S.FAILED,
-            actor=actor,
-            reason=f"{account.mode} execution needs the BingX adapter, which is not installed yet; nothing was sent",
-        )
-        publish("signals.failed", signal)
+    if account.mode == TradingMode.DRY_RUN:
+        try:
+            _execute_dry_run(signal, account, plan, actor=actor)
+        except SignalRejected as rejection:  # found out while executing (e.g. the position is gone): nothing traded
+            signal_transition(signal=signal, to=S.REJECTED, actor=actor, reason=str(rejection))
+            publish("signals.rejected", signal)
         return
     try:
-        _execute_dry_run(signal, account, plan, actor=actor)
-    except SignalRejected as rejection:  # found out while executing (e.g. the position is gone): nothing traded
-        signal_transition(signal=signal, to=S.REJECTED, actor=actor, reason=str(rejection))
-        publish("signals.rejected", signal)
+        summary = _execute_on_exchange(signal, account, plan, actor=actor)
+    except (SignalRejected, SymbolSettingsFailed, ExchangeRejected) as refusal:
+        # Refused before anything traded (or BingX refused the order): a decision, not a fault.
+        _finish(signal, S.REJECTED, f"{refusal}", actor=actor, topic="signals.rejected")
+    except execution.OutcomeUnknown as unknown:
+        # Stays executing: the poller resolves the order by its client id, then the sweeper finishes the signal.
+        logger.error("signal %s: %s", signal.pk, unknown)
+        publish("signals.outcome_unknown", signal, summary=str(unknown))
+    except ClockSkew as error:
+        _finish(signal, S.FAILED, f"not traded: {error}", actor=actor, topic="signals.failed")
+        publish("alerts.clock_skew", None, account_id=account.pk, account=account.name, message=str(error))
+    except (ExchangeError, execution.ExecutionFailed) as error:  # breaker open, unreachable, half-done close
+        _finish(signal, S.FAILED, f"{error}", actor=actor, topic="signals.failed")
+    else:
+        _finish(signal, S.EXECUTED, summary, actor=actor, topic="orders.executed")
+
+
+def _finish(signal: Signal, status: str, reason: str, *, actor: Actor, topic: str) -> None:
+    signal_transition(signal=signal, to=status, actor=actor, reason=reason)
+    publish(topic, signal, summary=reason)
+
+
+def _execute_on_exchange(signal: Signal, account: TradingAccount, plan: Plan, *, actor: Actor) -> str:
+    """The same steps as the dry run, each on BingX, in order: a reverse opens only after its close is confirmed."""
+    summaries = []
+    if plan.close_sides:
+        report = execution.close_execute(
+            account=account,
+            signal=signal,
+            sides=plan.close_sides,
+            actor=actor,
+            fraction=_close_fraction(signal, account, plan),
+            qty_step=plan.market.amount_step,
+            reason=Position.CloseReason.REVERSE if signal.action == "reverse" else Position.CloseReason.SIGNAL,
+        )
+        summaries.append(report.summary)
+    if signal.action == "cancel":
+        summaries.append(
+            execution.orders_cancel(account=account, signal=signal, actor=actor, include_protective=False).summary
+        )
+    if signal.action == "update":
+        summaries.append(_update_protective(signal, account, plan, actor, executor=execution))
+    if plan.entry is not None:
+        summaries.append(execution.entry_execute(account=account, signal=signal, plan=plan.entry, actor=actor).summary)
+    return "; ".join(summaries)
 
 
 def _execute_dry_run(signal: Signal, account: TradingAccount, plan: Plan, *, actor: Actor) -> None:
@@ -399,7 +440,7 @@ def _execute_dry_run(signal: Signal, account: TradingAccount, plan: Plan, *, act
                 dry_run.orders_cancel(account=account, signal=signal, actor=actor, include_protective=False).summary
             )
         if signal.action == "update":
-            summaries.append(_update_protective(signal, account, plan, actor))
+            summaries.append(_update_protective(signal, account, plan, actor, executor=dry_run))
         if plan.entry is not None:
             summaries.append(
                 dry_run.entry_execute(account=account, signal=signal, plan=plan.entry, actor=actor).summary
@@ -428,7 +469,7 @@ def _close_fraction(signal: Signal, account: TradingAccount, plan: Plan) -> Deci
     return min(wanted / open_qty, Decimal("1"))
 
 
-def _update_protective(signal: Signal, account: TradingAccount, plan: Plan, actor: Actor) -> str:
+def _update_protective(signal: Signal, account: TradingAccount, plan: Plan, actor: Actor, *, executor) -> str:
     positions = list(Position.objects.filter(account=account, symbol=signal.symbol, status="open"))
     if not positions:
         raise SignalRejected(f"no open position on {signal.symbol} to update")
@@ -439,7 +480,7 @@ def _update_protective(signal: Signal, account: TradingAccount, plan: Plan, acto
             signal, profile, side=position.side, entry=position.entry_price, qty=position.qty, market=plan.market
         )
         summaries.append(
-            dry_run.protective_replace(
+            executor.protective_replace(
                 account=account, signal=signal, side=position.side, legs=legs, actor=actor
             ).summary
         )
@@ -512,17 +553,32 @@ def _breach_handle(account: TradingAccount, decision: RiskDecision) -> None:
     if account_set_auto_trade(account=account, enabled=False, actor=PIPELINE, reason=f"risk breach: {reason}"):
         publish("risk.breach", None, account_id=account.pk, rule=decision.breach, reason=reason)
     limits = risk_limits_get(account=account)
-    if limits.auto_flatten_on_daily_loss and account.mode == TradingMode.DRY_RUN:
-        for position in Position.objects.filter(account=account, status="open"):
-            price = last_known_price(symbol=position.symbol) or position.mark_price or position.entry_price
-            dry_run.close_execute(
-                account=account,
-                signal=_FlattenOrigin(position),
-                sides=(position.side,),
-                price=price,
-                actor=PIPELINE,
-                reason=Position.CloseReason.MANUAL,
-            )
+    if not limits.auto_flatten_on_daily_loss:
+        return
+    for position in Position.objects.filter(account=account, status="open"):
+        origin = _FlattenOrigin(position)
+        try:
+            if account.mode == TradingMode.DRY_RUN:
+                price = last_known_price(symbol=position.symbol) or position.mark_price or position.entry_price
+                dry_run.close_execute(
+                    account=account,
+                    signal=origin,
+                    sides=(position.side,),
+                    price=price,
+                    actor=PIPELINE,
+                    reason=Position.CloseReason.MANUAL,
+                )
+            else:
+                execution.close_execute(
+                    account=account,
+                    signal=origin,
+                    sides=(position.side,),
+                    actor=PIPELINE,
+                    reason=Position.CloseReason.MANUAL,
+                )
+        except (ExchangeError, execution.ExecutionFailed, execution.OutcomeUnknown) as error:
+            logger.error("flatten after breach: %s %s not closed: %s", position.symbol, position.side, error)
+            publish("alerts.flatten_failed", None, account_id=account.pk, symbol=position.symbol, reason=str(error))
 
 
 class _FlattenOrigin:
@@ -603,9 +659,61 @@ def signals_expire_due() -> int:
     return expired
 
 
+def signals_executing_resolve() -> int:
+    """Finish signals left ``executing`` longer than SIGNAL_SWEEP_AFTER_SECONDS; returns how many.
+
+    Dry run: the trade and the final status commit together, so a signal still executing was interrupted
+    and traded nothing. Live/demo: its orders are looked up on BingX (``orders_poll``); once none is
+    unknown, the signal is executed if any order reached BingX, else failed.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.SIGNAL_SWEEP_AFTER_SECONDS)
+    finished = 0
+    for signal in Signal.objects.filter(status=S.EXECUTING, executing_at__lte=cutoff).select_related("account"):
+        account = signal.account
+        if account.mode == TradingMode.DRY_RUN:
+            _finish(
+                signal,
+                S.FAILED,
+                "interrupted while executing; nothing was traded",
+                actor=PIPELINE,
+                topic="signals.failed",
+            )
+            finished += 1
+            continue
+        try:
+            execution.orders_poll(account=account)
+        except ExchangeError as error:
+            logger.warning("signal %s: orders not readable yet: %s", signal.pk, error)
+            continue
+        orders = list(signal.orders.all())
+        if any(order.status in (Order.Status.UNKNOWN, Order.Status.NEW) for order in orders):
+            continue  # not known yet; the next sweep looks again
+        placed = [order for order in orders if order.status not in (Order.Status.REJECTED,)]
+        summary = "; ".join(f"{order.purpose} {order.side} {order.qty} {order.status}" for order in orders)
+        if placed:
+            _finish(
+                signal,
+                S.EXECUTED,
+                f"resolved on BingX after an unknown outcome: {summary}",
+                actor=PIPELINE,
+                topic="orders.executed",
+            )
+        else:
+            _finish(
+                signal,
+                S.FAILED,
+                f"never reached BingX: {summary or 'no order'}",
+                actor=PIPELINE,
+                topic="signals.failed",
+            )
+        finished += 1
+    return finished
+
+
 def signals_sweep() -> int:
     """Hand over lanes whose signals wait longer than SIGNAL_SWEEP_AFTER_SECONDS (lost hand-over, dead worker)."""
     signals_expire_due()
+    signals_executing_resolve()
     cutoff = timezone.now() - timedelta(seconds=settings.SIGNAL_SWEEP_AFTER_SECONDS)
     lanes = set(Signal.objects.filter(status=S.RECEIVED, received_at__lte=cutoff).values_list("account_id", "symbol"))
     if lanes:

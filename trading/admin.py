@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import transaction
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from import_export.admin import ExportMixin
 
 from trading.audit import Actor
+from trading.exchange.errors import ExchangeError
 from trading.models import (
     AuditEvent,
     BalanceSnapshot,
@@ -18,12 +19,14 @@ from trading.models import (
     SymbolProfile,
     TakeProfitLevel,
     TradingAccount,
+    TradingMode,
 )
 from trading.services import (
     account_rotate_webhook_secret,
     account_set_api_credentials,
     account_set_trading_enabled,
 )
+from trading.symbol_settings import SymbolSettingsFailed, symbol_profile_sync
 from tvbingx.admin_mixins import AuditedModelAdmin, ReadOnlyInline, ReadOnlyModelAdmin
 
 
@@ -95,15 +98,25 @@ class TradingAccountAdmin(AuditedModelAdmin):
         "position_mode",
         "auto_trade",
         "trading_enabled",
+        "exchange_health",
         "api_credentials",
         "webhook_secret",
         "is_active",
         "updated_at",
     ]
-    list_filter = ["mode", "auto_trade", "trading_enabled", "position_mode", "is_active"]
+    list_filter = ["mode", "auto_trade", "trading_enabled", "position_mode", "exchange_health", "is_active"]
     search_fields = ["name", "subaccount_id"]
     date_hierarchy = "created_at"
-    readonly_fields = ["api_credentials", "webhook_secret", "webhook_secret_rotated_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "api_credentials",
+        "webhook_secret",
+        "webhook_secret_rotated_at",
+        "exchange_health",
+        "exchange_health_reason",
+        "exchange_health_changed_at",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (None, {"fields": ["name", "exchange", "mode", "subaccount_id", "is_active"]}),
         (
@@ -118,6 +131,7 @@ class TradingAccountAdmin(AuditedModelAdmin):
             "TradingView webhook (write-only)",
             {"fields": ["webhook_secret", "webhook_secret_rotated_at", "new_webhook_secret"]},
         ),
+        ("BingX connection", {"fields": ["exchange_health", "exchange_health_reason", "exchange_health_changed_at"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
     actions = ["rotate_webhook_secret", "stop_trading", "resume_trading"]
@@ -218,6 +232,23 @@ class SymbolProfileAdmin(ExportMixin, AuditedModelAdmin):
         ("Exchange sync", {"fields": ["last_synced_at", "last_sync_ok", "last_sync_result"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
+    actions = ["sync_to_bingx"]
+
+    @admin.action(description="Sync margin mode and leverage to BingX")
+    def sync_to_bingx(self, request, queryset):
+        actor = Actor.admin(request.user)
+        for profile in queryset.select_related("account"):
+            if profile.account.mode == TradingMode.DRY_RUN:
+                self.message_user(
+                    request, f"{profile}: dry-run account, nothing to sync on BingX.", level=messages.WARNING
+                )
+                continue
+            try:
+                result = symbol_profile_sync(profile=profile, actor=actor)
+            except (SymbolSettingsFailed, ExchangeError) as error:
+                self.message_user(request, f"{profile}: {error}", level=messages.ERROR)
+            else:
+                self.message_user(request, f"{profile.account.name} {result.describe()}", level=messages.SUCCESS)
 
 
 @admin.register(RiskLimits)

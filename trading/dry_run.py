@@ -1,6 +1,7 @@
 """Dry-run execution: no exchange call, but orders, fills, positions and the wallet recorded as in live trading.
 
-Market orders fill at once at the given price, less nothing and plus the configured fee. Limit entries
+Market orders fill at once at the given price moved against the order by DRY_RUN_SLIPPAGE_PCT, plus the
+configured fee. Limit entries
 rest as open orders, and stop-loss / take-profit orders rest as open reduce-only trigger orders; filling
 those needs a price feed, which arrives with the exchange and stream issues. Each call runs in one
 transaction, so a failure leaves no half-recorded trade.
@@ -79,6 +80,15 @@ def _wallet_update(*, account: TradingAccount, fee: Decimal, realized: Decimal, 
     )
 
 
+def slipped(price: Decimal, side: str) -> Decimal:
+    """The simulated fill price of a market order: DRY_RUN_SLIPPAGE_PCT worse than ``price`` for its side."""
+    slippage = settings.DRY_RUN_SLIPPAGE_PCT / Decimal("100")
+    if not slippage:
+        return price
+    factor = Decimal("1") + slippage if side == "buy" else Decimal("1") - slippage
+    return (price * factor).quantize(Decimal("0.00000001"))
+
+
 def _order(*, account, signal, leg: str, **fields) -> Order:
     client_order_id = client_order_id_for(account_id=account.pk, signal_id=signal.pk, leg=leg)
     # Orders the platform places itself (e.g. flattening after a loss breach) belong to no signal.
@@ -135,7 +145,8 @@ def entry_execute(*, account: TradingAccount, signal, plan: EntryPlan, actor: Ac
             order_transition(order=entry, to=Order.Status.OPEN, actor=actor)
             report.summary = f"limit {order_side} {plan.qty} {plan.symbol} @ {plan.price} resting (dry run)"
             return report
-        fee = _fill(order=entry, price=plan.price, qty=plan.qty, actor=actor)
+        fill_price = slipped(plan.price, order_side)
+        fee = _fill(order=entry, price=fill_price, qty=plan.qty, actor=actor)
         position = (
             Position.objects.select_for_update()
             .filter(account=account, symbol=plan.symbol, side=plan.side, status=Position.Status.OPEN)
@@ -147,7 +158,7 @@ def entry_execute(*, account: TradingAccount, signal, plan: EntryPlan, actor: Ac
                 symbol=plan.symbol,
                 side=plan.side,
                 qty=plan.qty,
-                entry_price=plan.price,
+                entry_price=fill_price,
                 mark_price=plan.price,
                 leverage=plan.leverage,
                 margin_mode=plan.margin_mode,
@@ -155,7 +166,7 @@ def entry_execute(*, account: TradingAccount, signal, plan: EntryPlan, actor: Ac
             )
         else:  # adding: the entry price becomes the quantity-weighted average
             total = position.qty + plan.qty
-            position.entry_price = ((position.entry_price * position.qty + plan.price * plan.qty) / total).quantize(
+            position.entry_price = ((position.entry_price * position.qty + fill_price * plan.qty) / total).quantize(
                 Decimal("0.00000001")
             )
             position.qty, position.mark_price = total, plan.price
@@ -174,7 +185,7 @@ def entry_execute(*, account: TradingAccount, signal, plan: EntryPlan, actor: Ac
             )
         _wallet_update(account=account, fee=fee, realized=ZERO, margin_change=plan.qty * plan.price / plan.leverage)
         report.filled_qty = plan.qty
-        report.summary = f"{order_side} {plan.qty} {plan.symbol} @ {plan.price} filled (dry run)"
+        report.summary = f"{order_side} {plan.qty} {plan.symbol} @ {fill_price} filled (dry run)"
     return report
 
 
@@ -237,7 +248,8 @@ def close_execute(
             if qty <= 0:
                 continue
             direction = Decimal("1") if position.side == "long" else Decimal("-1")
-            realized = ((price - position.entry_price) * qty * direction).quantize(Decimal("0.00000001"))
+            fill_price = slipped(price, "sell" if position.side == "long" else "buy")
+            realized = ((fill_price - position.entry_price) * qty * direction).quantize(Decimal("0.00000001"))
             order = _order(
                 account=account,
                 signal=signal,
@@ -249,7 +261,7 @@ def close_execute(
                 qty=qty,
                 reduce_only=True,
             )
-            fee = _fill(order=order, price=price, qty=qty, actor=actor, realized=realized)
+            fee = _fill(order=order, price=fill_price, qty=qty, actor=actor, realized=realized)
             report.orders.append(order)
             report.filled_qty += qty
             report.realized_pnl += realized

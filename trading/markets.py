@@ -94,6 +94,9 @@ class MarketCatalog:
         loaded_at: datetime | None = None,
     ) -> None:
         self.markets: tuple[Market, ...] = tuple(markets)
+        # ccxt's own market structures, when built from them: the exchange client reuses them instead of
+        # loading markets again (see trading.exchange.client).
+        self.ccxt_markets: tuple[dict[str, Any], ...] = ()
         self.source = source  # "bingx" or "snapshot"
         self.recorded_at = recorded_at  # when the list was taken from BingX (unknown for some snapshots)
         self.loaded_at = loaded_at or timezone.now()  # when this process built the catalog
@@ -103,7 +106,10 @@ class MarketCatalog:
     def from_ccxt_markets(
         cls, markets: Iterable[dict[str, Any]], *, source: str, recorded_at: datetime | None = None
     ) -> MarketCatalog:
-        return cls(_markets_from_ccxt(markets), source=source, recorded_at=recorded_at)
+        markets = list(markets)
+        catalog = cls(_markets_from_ccxt(markets), source=source, recorded_at=recorded_at)
+        catalog.ccxt_markets = tuple(markets)
+        return catalog
 
     def __len__(self) -> int:
         return len(self.markets)

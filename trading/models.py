@@ -102,6 +102,15 @@ class TradingAccount(models.Model):
     webhook_secret_previous_hash = models.CharField(max_length=64, blank=True, editable=False)
     webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     is_active = models.BooleanField(default=True)
+    exchange_health = models.CharField(
+        max_length=16,
+        choices=[("ok", "OK"), ("degraded", "Degraded")],
+        default="ok",
+        editable=False,
+        help_text="Degraded: the circuit breaker opened after repeated failures to reach BingX.",
+    )
+    exchange_health_reason = models.TextField(blank=True, editable=False)
+    exchange_health_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -348,6 +357,9 @@ class Order(models.Model):
     average_price = money_field(null=True, blank=True)
     fees = money_field(default=Decimal("0"))
     error_text = models.TextField(blank=True)
+    # For an entry: the reduce-only stop-loss / take-profit orders to place once it fills,
+    # [{"purpose", "trigger_price", "qty"}] (a limit entry may fill long after the signal was handled).
+    protective_plan = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)

@@ -149,6 +149,8 @@ CELERY_BEAT_SCHEDULE = {
     # Lost hand-overs and expired approvals: the database is the queue of record.
     "signals-sweep": {"task": "signals.sweep", "schedule": 10.0},
     "markets-refresh": {"task": "markets.refresh", "schedule": 1800.0},
+    "exchange-orders-poll": {"task": "exchange.orders_poll", "schedule": float(CONFIG["EXCHANGE_ORDER_POLL_SECONDS"])},
+    "exchange-clock-sync": {"task": "exchange.clock_sync", "schedule": float(CONFIG["EXCHANGE_CLOCK_SYNC_SECONDS"])},
 }
 
 # --- REST framework ----------------------------------------------------------------------------
@@ -189,6 +191,18 @@ WEBHOOK_MAX_BODY_BYTES = 64 * 1024
 
 DRY_RUN_STARTING_EQUITY = Decimal(CONFIG["DRY_RUN_STARTING_EQUITY"])
 DRY_RUN_FEE_RATE = CONFIG["DRY_RUN_FEE_RATE"]
+DRY_RUN_SLIPPAGE_PCT = CONFIG["DRY_RUN_SLIPPAGE_PCT"]
+
+# --- BingX ----------------------------------------------------------------------------------------
+BINGX_WS_URL = CONFIG["BINGX_WS_URL"]
+EXCHANGE_TIMEOUT_SECONDS = CONFIG["EXCHANGE_TIMEOUT_SECONDS"]
+EXCHANGE_RETRY_ATTEMPTS = CONFIG["EXCHANGE_RETRY_ATTEMPTS"]
+EXCHANGE_RETRY_BACKOFF_SECONDS = CONFIG["EXCHANGE_RETRY_BACKOFF_SECONDS"]
+EXCHANGE_BREAKER_FAILURES = CONFIG["EXCHANGE_BREAKER_FAILURES"]
+EXCHANGE_BREAKER_OPEN_SECONDS = CONFIG["EXCHANGE_BREAKER_OPEN_SECONDS"]
+EXCHANGE_CLOCK_SYNC_SECONDS = CONFIG["EXCHANGE_CLOCK_SYNC_SECONDS"]
+EXCHANGE_ORDER_POLL_SECONDS = CONFIG["EXCHANGE_ORDER_POLL_SECONDS"]
+EXCHANGE_FILL_WAIT_SECONDS = CONFIG["EXCHANGE_FILL_WAIT_SECONDS"]
 
 # --- Market data ----------------------------------------------------------------------------------
 BINGX_BASE_URL = CONFIG["BINGX_BASE_URL"]

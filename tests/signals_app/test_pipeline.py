@@ -344,17 +344,14 @@ def test_an_approval_after_the_confirmation_window_is_refused_and_the_signal_exp
 
 
 @pytest.mark.parametrize("mode", ["demo", "live"])
-def test_an_account_in_demo_or_live_mode_fails_the_signal_as_the_bingx_adapter_is_not_installed(
-    account, send, btc, mode
-):
+def test_a_demo_or_live_account_without_api_keys_fails_the_signal_and_sends_nothing(account, send, btc, mode):
     account.mode = mode
     account.save(update_fields=["mode"])
 
     signal = send(**BUY)
 
     assert signal.status == S.FAILED
-    assert "BingX adapter" in signal.rejection_reason
-    assert "not installed" in signal.rejection_reason
+    assert "has no BingX API key pair" in signal.rejection_reason
     assert not Order.objects.exists()
     assert not Position.objects.exists()
 
@@ -369,7 +366,7 @@ def test_a_failure_is_published_with_its_reason(account, send, btc, listen, djan
 
     [event] = read()
     assert (event["signal_id"], event["status"]) == (signal.pk, "failed")
-    assert "BingX adapter" in event["reason"]
+    assert "API key pair" in event["reason"]
 
 
 # --- lanes ---------------------------------------------------------------------------------------
@@ -449,6 +446,26 @@ def test_a_market_entry_fills_at_the_alert_price_with_the_dry_run_fee(send, btc,
     assert (entry.filled_qty, entry.average_price, entry.fees) == (Decimal("0.01"), Decimal("65000"), Decimal("0.65"))
     fill = Fill.objects.get(order=entry)
     assert (fill.qty, fill.price, fill.fee) == (Decimal("0.01"), Decimal("65000"), Decimal("0.65"))
+
+
+def test_dry_run_slippage_fills_a_buy_above_the_alert_price(send, btc, settings):
+    settings.DRY_RUN_SLIPPAGE_PCT = Decimal("0.1")
+
+    signal = send(**BUY)  # 65000 + 0.1 %
+
+    entry = Order.objects.get(signal=signal)
+    assert entry.average_price == Decimal("65065")
+    assert open_position().entry_price == Decimal("65065")
+
+
+def test_dry_run_slippage_fills_a_closing_sell_below_the_alert_price_and_books_the_worse_pnl(send, btc, settings):
+    send(**{**BUY, "price": "60000"})
+    settings.DRY_RUN_SLIPPAGE_PCT = Decimal("0.5")
+
+    send(symbol="BTCUSDT", action="close_long", price="61000")  # sells at 60695: (60695 - 60000) x 0.01
+
+    position = Position.objects.get()
+    assert (position.status, position.realized_pnl) == ("closed", Decimal("6.95"))
 
 
 def test_a_market_entry_opens_a_position_at_the_alert_price(send, btc):

@@ -323,7 +323,7 @@ def test_a_bingx_error_answer_surfaces_as_our_error_not_ccxts(live_bingx):
     )
     with pytest.raises(ExchangeUnavailable, match="disabled period") as caught:
         load_swap_markets(base_url=live_bingx.base_url)
-    assert type(caught.value).__module__ == "trading.exchange"
+    assert type(caught.value).__module__ == "trading.exchange.errors"
 
 
 def test_a_bingx_that_does_not_answer_in_time_is_unavailable(live_bingx):

@@ -52,10 +52,12 @@ SWEEP_EVERY_SECONDS = 10
 
 def _embedded_beat() -> None:
     from signals_app.pipeline import signals_sweep
+    from trading.execution import orders_poll_all
 
     stop = threading.Event()
     while not stop.wait(SWEEP_EVERY_SECONDS):
         try:
+            orders_poll_all()  # live/demo without Celery: resting orders are still watched
             signals_sweep()
         except Exception:  # keep sweeping; the next round retries
             logging.getLogger(__name__).exception("embedded sweep failed")

@@ -1,11 +1,7 @@
-"""The project's one door to BingX: the only module that imports ccxt.
+"""BingX's public market list (no keys): the contracts, parsed by ccxt exactly as ccxt parses them live.
 
-Everything else talks to BingX through these functions and sees only plain data and our own
-``ExchangeUnavailable``; no ccxt type or exception leaves this module.
-
-For now it covers the public market list. It uses the synchronous ``ccxt.bingx``: every caller
-(the market catalog, management commands, Celery tasks) is synchronous, and the sync client needs no
-event loop, so one short-lived client per call stays simple and shares nothing between threads.
+A short-lived synchronous client per call: callers (the market catalog, management commands, Celery
+tasks) are synchronous, and such a client shares nothing between threads.
 """
 
 from __future__ import annotations
@@ -17,6 +13,8 @@ from typing import Any
 
 import ccxt
 
+from trading.exchange.errors import ExchangeUnavailable
+
 logger = logging.getLogger(__name__)
 
 RawContract = dict[str, Any]  # one item of BingX's GET /openApi/swap/v2/quote/contracts `data`
@@ -25,10 +23,6 @@ CcxtMarket = dict[str, Any]  # ccxt's unified market structure
 # Short, because a caller may be waiting on it (an alert in flight); a slow BingX falls back to the snapshot.
 REQUEST_TIMEOUT_SECONDS = 5.0
 SETTLE_CURRENCY = "USDT"
-
-
-class ExchangeUnavailable(Exception):
-    """BingX could not be reached, refused the request, or answered with something unusable."""
 
 
 def fetch_swap_contracts(*, base_url: str, timeout_seconds: float = REQUEST_TIMEOUT_SECONDS) -> list[RawContract]:

@@ -1,0 +1,766 @@
+"""Live and demo execution on BingX: the operations of ``trading.dry_run``, done on the exchange.
+
+The database row of an order is written (status ``new``, with its deterministic client order id) and
+committed *before* the order is sent, so a crash at any point leaves something to look up. Sending is
+``order_submit``: once, and again only when it is proven safe (see there). What the exchange reports is
+applied by ``order_apply``, the one place that moves an order's status forward and records its fills,
+for the entry path, the poller and (later) the stream alike. The exchange is the truth for positions
+and balances: they are re-read after each trade (``positions_sync``, ``balance_sync``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from signals_app.events import publish
+from trading.audit import Actor, audit_record
+from trading.dry_run import EntryPlan, ExecutionReport, ProtectiveLeg
+from trading.exchange.breaker import breaker_listen
+from trading.exchange.client import BingXClient, client_for
+from trading.exchange.errors import (
+    DuplicateClientOrderId,
+    ExchangeError,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    OrderNotFound,
+    RateLimited,
+)
+from trading.exchange.types import ExchangeOrder, OrderRequest
+from trading.markets import markets_catalog
+from trading.models import BalanceSnapshot, Fill, Order, Position, PositionMode, TradingAccount, TradingMode
+from trading.precision import round_amount_down
+from trading.rules import ORDER_TRANSITIONS, client_order_id_for
+from trading.services import order_transition, position_close
+from trading.symbol_settings import symbol_settings_ensure
+
+logger = logging.getLogger(__name__)
+
+OS = Order.Status
+ZERO = Decimal("0")
+EXCHANGE = Actor.system("bingx")
+OPEN_STATUSES = (OS.NEW, OS.SUBMITTED, OS.OPEN, OS.PARTIALLY_FILLED, OS.UNKNOWN)
+PROTECTIVE_PURPOSES = tuple(p for p in Order.Purpose.values if p.startswith(("stop_loss", "take_profit", "trailing")))
+# How often an entry asks whether its market order has filled, while it waits.
+FILL_POLL_SECONDS = 0.05
+# A `new` order row older than this is looked up by the poller: its sender may have died after sending.
+STALE_NEW_SECONDS = 60
+
+
+class OutcomeUnknown(Exception):
+    """An order's fate could not be learned (BingX unreachable even for the lookup). It stays ``unknown``
+    and the poller resolves it by its client id; nothing may be sent in its place meanwhile."""
+
+    def __init__(self, order: Order, cause: ExchangeError) -> None:
+        self.order = order
+        super().__init__(f"order {order.client_order_id} sent, outcome unknown ({cause}); being looked up")
+
+
+class ExecutionFailed(Exception):
+    """The trade could not be done, and nothing was left half-done on the exchange; the reason says why."""
+
+
+def is_hedged(account: TradingAccount) -> bool:
+    return account.position_mode == PositionMode.HEDGE
+
+
+# --- one order -------------------------------------------------------------------------------------
+
+
+def order_request_for(order: Order, *, hedged: bool) -> OrderRequest:
+    closing = order.reduce_only
+    # The position an order acts on: an opening buy and a closing sell both concern the long.
+    long_side = (order.side == "buy") != closing
+    return OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        order_type=order.order_type,
+        qty=order.qty,
+        client_order_id=order.client_order_id,
+        position_side="long" if long_side else "short",
+        hedged=hedged,
+        reduce_only=closing,
+        price=order.price,
+        trigger_price=order.trigger_price,
+    )
+
+
+def order_submit(*, order: Order, client: BingXClient, hedged: bool, actor: Actor) -> ExchangeOrder:
+    """Place ``order`` (a committed ``new`` row) on BingX at most once.
+
+    - accepted: applied and returned;
+    - refused (insufficient margin, invalid, auth): the order is ``rejected`` with BingX's reason and
+      ``ExchangeRejected`` is raised; never sent again;
+    - rate limited: refused unseen, so sent again after a pause;
+    - no usable answer (timeout, 5xx, dropped): the order is ``unknown`` and looked up by its client id.
+      Found: adopted. Proven absent: sent again, with the same client id, so that a late execution of the
+      first attempt makes BingX refuse the second as a duplicate. Lookup impossible: ``OutcomeUnknown``.
+    - duplicate client id: it was placed before; looked up and adopted.
+    """
+    attempts = max(1, settings.EXCHANGE_RETRY_ATTEMPTS)
+    last_error: ExchangeError | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            placed = client.create_order(order_request_for(order, hedged=hedged))
+        except DuplicateClientOrderId as error:
+            placed = _look_up(order, client, cause=error)
+            if placed is None:  # BingX says both "used before" and "not found": do not guess
+                raise OutcomeUnknown(order, error) from error
+        except RateLimited as error:
+            last_error = error
+            _pause(attempt)
+            continue
+        except ExchangeUnavailable as error:
+            last_error = error
+            order_transition(order=order, to=OS.UNKNOWN, actor=actor, reason=str(error))
+            placed = _look_up(order, client, cause=error)
+            if placed is None:
+                order_transition(order=order, to=OS.NEW, actor=actor, reason="not on BingX (looked up); sending again")
+                _pause(attempt)
+                continue
+        except ExchangeRejected as error:
+            order_transition(order=order, to=OS.REJECTED, actor=actor, reason=str(error))
+            raise
+        order_apply(order=order, state=placed, actor=actor)
+        return placed
+    reason = f"not placed after {attempts} attempts: {last_error}"
+    order_transition(order=order, to=OS.REJECTED, actor=actor, reason=reason)
+    raise ExchangeRejected(reason)
+
+
+def _look_up(order: Order, client: BingXClient, *, cause: ExchangeError) -> ExchangeOrder | None:
+    try:
+        return client.order_by_client_id(order.symbol, order.client_order_id)
+    except ExchangeError as error:
+        logger.error("order %s: lookup after %s failed too: %s", order.client_order_id, cause, error)
+        raise OutcomeUnknown(order, error) from error
+
+
+def _pause(attempt: int) -> None:
+    time.sleep(float(settings.EXCHANGE_RETRY_BACKOFF_SECONDS) * 2 ** (attempt - 1))
+
+
+def order_apply(*, order: Order, state: ExchangeOrder, actor: Actor = EXCHANGE) -> list[Fill]:
+    """Bring ``order`` up to what BingX reports: status (forward only), fills, average price, fees.
+
+    Idempotent: a report seen twice, or an older one after a newer, changes nothing. Fills are recorded
+    per increase of the executed quantity, keyed "<exchange order id>:<cumulative qty>", so the REST poller
+    and the stream record the same fill once.
+    """
+    new_fills: list[Fill] = []
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        if state.exchange_order_id and locked.exchange_order_id != state.exchange_order_id:
+            locked.exchange_order_id = state.exchange_order_id
+            locked.save(update_fields=["exchange_order_id", "updated_at"])
+        filled = min(state.filled_qty, locked.qty)
+        if filled > locked.filled_qty:
+            increment = filled - locked.filled_qty
+            average = state.average_price or locked.price or ZERO
+            # The increment's price: what makes the running average come out as BingX reports it.
+            price = average
+            if locked.filled_qty and locked.average_price and state.average_price:
+                price = ((state.average_price * filled) - (locked.average_price * locked.filled_qty)) / increment
+                price = price.quantize(Decimal("0.00000001"))
+            fee = max(state.fee - locked.fees, ZERO)
+            realized = state.realized_pnl - _realized_recorded(locked)
+            order_key = state.exchange_order_id or locked.client_order_id
+            fill, created = Fill.objects.get_or_create(
+                exchange_trade_id=f"{order_key}:{format(filled.normalize(), 'f')}",
+                defaults={
+                    "order": locked,
+                    "qty": increment,
+                    "price": price if price > 0 else average,
+                    "fee": fee,
+                    "realized_pnl": realized,
+                    "executed_at": timezone.now(),
+                },
+            )
+            if created:
+                new_fills.append(fill)
+            locked.filled_qty, locked.average_price, locked.fees = (
+                filled,
+                state.average_price,
+                max(state.fee, locked.fees),
+            )
+            locked.save(update_fields=["filled_qty", "average_price", "fees", "updated_at"])
+        _status_forward(locked, state.status, actor)
+    order.refresh_from_db()
+    return new_fills
+
+
+def _realized_recorded(order: Order) -> Decimal:
+    return sum(order.fills.values_list("realized_pnl", flat=True), ZERO)
+
+
+def _status_forward(order: Order, target: str, actor: Actor) -> None:
+    """Move along the allowed path to ``target``; a report behind the current status is ignored."""
+    if target == order.status:
+        return
+    if order.status == OS.NEW and target != OS.SUBMITTED:
+        order_transition(order=order, to=OS.SUBMITTED, actor=actor)
+    if target == OS.SUBMITTED:
+        if order.status in (OS.NEW, OS.UNKNOWN):
+            order_transition(order=order, to=OS.OPEN if order.status == OS.UNKNOWN else OS.SUBMITTED, actor=actor)
+        return
+    if target in ORDER_TRANSITIONS.get(order.status, frozenset()):
+        order_transition(order=order, to=target, actor=actor)
+
+
+def _await_final(order: Order, client: BingXClient) -> None:
+    """Wait (briefly) until a market order reports filled; what is still open is left to the poller."""
+    deadline = time.monotonic() + float(settings.EXCHANGE_FILL_WAIT_SECONDS)
+    while order.status not in (OS.FILLED, OS.CANCELED, OS.REJECTED, OS.EXPIRED):
+        state = client.order(order.symbol, order.exchange_order_id)
+        order_apply(order=order, state=state)
+        if order.status in (OS.FILLED, OS.CANCELED, OS.REJECTED, OS.EXPIRED) or time.monotonic() >= deadline:
+            return
+        time.sleep(FILL_POLL_SECONDS)
+
+
+def _order_row(*, account: TradingAccount, origin_pk, leg: str, signal=None, **fields) -> Order:
+    client_order_id = client_order_id_for(account_id=account.pk, signal_id=origin_pk, leg=leg)
+    order, _ = Order.objects.get_or_create(
+        client_order_id=client_order_id, defaults={"account": account, "signal": signal, **fields}
+    )
+    return order
+
+
+def _signal_of(origin):
+    return origin if hasattr(origin, "_meta") else None
+
+
+# --- entries and their protection ------------------------------------------------------------------
+
+
+def entry_execute(*, account: TradingAccount, signal, plan: EntryPlan, actor: Actor) -> ExecutionReport:
+    """Open or add to a position. Margin mode and leverage are set first (``symbol_settings_ensure``)."""
+    client = client_for(account)
+    client.clock_check()
+    hedged = is_hedged(account)
+    symbol_settings_ensure(
+        account=account,
+        symbol=plan.symbol,
+        margin_mode=plan.margin_mode,
+        leverage=plan.leverage,
+        client=client,
+        actor=actor,
+    )
+    side = "buy" if plan.side == "long" else "sell"
+    entry = _order_row(
+        account=account,
+        origin_pk=signal.pk,
+        leg="entry",
+        signal=_signal_of(signal),
+        symbol=plan.symbol,
+        side=side,
+        position_side=plan.side if hedged else Order.PositionSideChoice.BOTH,
+        order_type=plan.order_type,
+        purpose=Order.Purpose.ENTRY,
+        qty=plan.qty,
+        price=plan.price if plan.order_type == "limit" else None,
+        protective_plan=[
+            {"purpose": leg.purpose, "trigger_price": str(leg.trigger_price), "qty": str(leg.qty)}
+            for leg in plan.protective
+        ],
+    )
+    report = ExecutionReport(orders=[entry])
+    if entry.status == OS.NEW:
+        order_submit(order=entry, client=client, hedged=hedged, actor=actor)
+    if plan.order_type == "market":
+        _await_final(entry, client)
+    elif entry.status == OS.SUBMITTED:
+        _read_back([entry], client)  # resting, or already filled if the price was through it
+    if entry.status == OS.FILLED:
+        report.orders += entry_filled(entry=entry, client=client, actor=actor)
+        report.filled_qty = entry.filled_qty
+        report.summary = f"{side} {entry.filled_qty} {plan.symbol} @ {entry.average_price} filled on BingX"
+    elif entry.status in (OS.REJECTED, OS.CANCELED, OS.EXPIRED):
+        raise ExecutionFailed(f"BingX {entry.status} the entry: {entry.error_text or 'no reason given'}")
+    else:
+        where = f"@ {plan.price} " if plan.order_type == "limit" else ""
+        report.summary = f"{plan.order_type} {side} {plan.qty} {plan.symbol} {where}{entry.status} on BingX"
+    return report
+
+
+def entry_filled(*, entry: Order, client: BingXClient | None = None, actor: Actor = EXCHANGE) -> list[Order]:
+    """An entry filled: re-read the position, then place its stop loss and take profits (once)."""
+    account = entry.account
+    client = client or client_for(account)
+    positions_sync(account=account, symbol=entry.symbol, client=client)
+    side = "long" if entry.side == "buy" else "short"
+    placed = [
+        protective_place(
+            account=account, origin=entry, symbol=entry.symbol, side=side, leg=leg, actor=actor, client=client
+        )
+        for leg in _protective_legs(entry)
+    ]
+    if placed:
+        _read_back(placed, client)
+    return placed
+
+
+def _read_back(orders: list[Order], client: BingXClient) -> None:
+    """BingX's answer to a create carries no status: one read of the open orders tells which now rest."""
+    try:
+        resting = {state.exchange_order_id: state for state in client.open_orders(orders[0].symbol)}
+    except ExchangeError as error:  # the poller will read them; nothing depends on it now
+        logger.warning("open orders of %s not read back: %s", orders[0].symbol, error)
+        return
+    for order in orders:
+        state = resting.get(order.exchange_order_id)
+        if state is not None:
+            order_apply(order=order, state=state)
+
+
+def _protective_legs(entry: Order) -> list[ProtectiveLeg]:
+    """The entry's planned legs, scaled down to what actually filled."""
+    legs = [
+        ProtectiveLeg(purpose=leg["purpose"], trigger_price=Decimal(leg["trigger_price"]), qty=Decimal(leg["qty"]))
+        for leg in entry.protective_plan or []
+    ]
+    if not legs or entry.filled_qty >= entry.qty:
+        return legs
+    step = markets_catalog().resolve(entry.symbol).rules.amount_step
+    share = entry.filled_qty / entry.qty
+    scaled = [ProtectiveLeg(leg.purpose, leg.trigger_price, round_amount_down(leg.qty * share, step)) for leg in legs]
+    return [leg for leg in scaled if leg.qty > 0]
+
+
+def protective_place(
+    *,
+    account: TradingAccount,
+    origin,
+    symbol: str,
+    side: str,
+    leg: ProtectiveLeg,
+    actor: Actor,
+    client: BingXClient | None = None,
+    key: str | None = None,
+) -> Order:
+    """A reduce-only stop-loss or take-profit trigger order protecting the ``side`` position.
+
+    A refusal does not undo the entry: the position stands unprotected, which is said loudly (error log,
+    ``alerts.protection_missing`` event) and left on the order as its rejection reason.
+    """
+    client = client or client_for(account)
+    hedged = is_hedged(account)
+    order = _order_row(
+        account=account,
+        origin_pk=origin.pk if not isinstance(origin, Order) else f"order-{origin.pk}",
+        leg=key or leg.purpose,
+        signal=origin.signal if isinstance(origin, Order) else _signal_of(origin),
+        symbol=symbol,
+        side="sell" if side == "long" else "buy",
+        position_side=side if hedged else Order.PositionSideChoice.BOTH,
+        order_type=Order.Type.STOP_MARKET if leg.purpose == "stop_loss" else Order.Type.TAKE_PROFIT_MARKET,
+        purpose=leg.purpose,
+        qty=leg.qty,
+        trigger_price=leg.trigger_price,
+        reduce_only=True,
+    )
+    if order.status != OS.NEW:
+        return order
+    try:
+        order_submit(order=order, client=client, hedged=hedged, actor=actor)
+    except (ExchangeRejected, OutcomeUnknown) as error:
+        logger.error("%s %s for %s %s NOT placed: %s", leg.purpose, leg.trigger_price, symbol, side, error)
+        _alert("alerts.protection_missing", account, f"{leg.purpose} for {symbol} {side} not placed: {error}")
+    return order
+
+
+def _alert(topic: str, account: TradingAccount, message: str) -> None:
+    publish(topic, None, account_id=account.pk, account=account.name, message=message)
+
+
+# --- closing, cancelling, updating -----------------------------------------------------------------
+
+
+@dataclass
+class CloseOutcome:
+    report: ExecutionReport = field(default_factory=ExecutionReport)
+    confirmed: bool = True
+
+
+def close_execute(
+    *,
+    account: TradingAccount,
+    signal,
+    sides: tuple[str, ...],
+    actor: Actor,
+    fraction: Decimal = Decimal("1"),
+    qty_step: Decimal | None = None,
+    reason: str = Position.CloseReason.SIGNAL,
+) -> ExecutionReport:
+    """Close (or reduce by ``fraction``) the exchange's positions on ``sides`` with reduce-only market orders,
+    and confirm on the exchange that they are gone before returning (a reverse opens only after that)."""
+    client = client_for(account)
+    client.clock_check()
+    hedged = is_hedged(account)
+    report = ExecutionReport()
+    open_positions = [p for p in client.positions(signal.symbol) if p.side in sides]
+    for position in open_positions:
+        qty = position.qty if fraction >= 1 else position.qty * fraction
+        if fraction < 1 and qty_step is not None:
+            qty = round_amount_down(qty, qty_step)
+        if qty <= 0:
+            continue
+        order = _order_row(
+            account=account,
+            origin_pk=signal.pk,
+            leg=f"close_{position.side}",
+            signal=_signal_of(signal),
+            symbol=position.symbol,
+            side="sell" if position.side == "long" else "buy",
+            position_side=position.side if hedged else Order.PositionSideChoice.BOTH,
+            order_type=Order.Type.MARKET,
+            purpose=Order.Purpose.CLOSE,
+            qty=qty,
+            reduce_only=True,
+        )
+        if order.status == OS.NEW:
+            order_submit(order=order, client=client, hedged=hedged, actor=actor)
+        _await_final(order, client)
+        if order.status != OS.FILLED:
+            raise ExecutionFailed(f"close of {position.side} {position.symbol} is {order.status} on BingX, not filled")
+        report.orders.append(order)
+        report.filled_qty += order.filled_qty
+        report.realized_pnl += _realized_recorded(order)
+        if qty >= position.qty:
+            _protective_cancel(account=account, symbol=position.symbol, side=position.side, client=client, actor=actor)
+    positions_sync(account=account, symbol=signal.symbol, client=client, reason=reason, actor=actor)
+    still_open = [p for p in client.positions(signal.symbol) if p.side in sides] if fraction >= 1 else []
+    if report.orders and still_open:
+        raise ExecutionFailed(
+            f"BingX still shows {', '.join(f'{p.side} {p.qty}' for p in still_open)} {signal.symbol} after the close"
+        )
+    balance_sync(account=account, client=client)
+    report.summary = (
+        f"closed {report.filled_qty} {signal.symbol} on BingX, realized {report.realized_pnl} USDT"
+        if report.orders
+        else f"no open {'/'.join(sides)} position on {signal.symbol} to close"
+    )
+    return report
+
+
+def _protective_cancel(*, account: TradingAccount, symbol: str, side: str, client: BingXClient, actor: Actor) -> int:
+    closing_side = "sell" if side == "long" else "buy"
+    orders = Order.objects.filter(
+        account=account, symbol=symbol, reduce_only=True, side=closing_side, status__in=OPEN_STATUSES
+    ).exclude(purpose=Order.Purpose.CLOSE)
+    for order in orders:
+        order_cancel(order=order, client=client, actor=actor, reason="position closed")
+    return len(orders)
+
+
+def order_cancel(*, order: Order, client: BingXClient, actor: Actor, reason: str) -> None:
+    """Cancel on BingX, then record what BingX says the order is (it may have filled meanwhile)."""
+    if order.status == OS.NEW:  # never sent
+        order_transition(order=order, to=OS.CANCELED, actor=actor, reason=reason)
+        return
+    try:
+        state = client.cancel_order(
+            order.symbol, exchange_order_id=order.exchange_order_id or None, client_order_id=order.client_order_id
+        )
+    except ExchangeRejected as error:  # gone already (filled, cancelled by BingX with the position, unknown)
+        logger.info("cancel %s: %s; reading its state", order.client_order_id, error)
+        state = _state_of(order, client)
+        if state is None:
+            order_transition(order=order, to=OS.CANCELED, actor=actor, reason=f"{reason}; not on BingX")
+            return
+    order_apply(order=order, state=state, actor=actor)
+    if order.status == OS.CANCELED and reason:
+        audit_record(actor=actor, action="order.cancel_reason", instance=order, reason=reason)
+
+
+def _state_of(order: Order, client: BingXClient) -> ExchangeOrder | None:
+    if order.exchange_order_id:
+        try:
+            return client.order(order.symbol, order.exchange_order_id)
+        except OrderNotFound:
+            return None
+    return client.order_by_client_id(order.symbol, order.client_order_id)
+
+
+def orders_cancel(*, account: TradingAccount, signal, actor: Actor, include_protective: bool) -> ExecutionReport:
+    """Cancel resting orders on the signal's symbol; protective SL/TP stay unless asked."""
+    client = client_for(account)
+    report = ExecutionReport()
+    for order in Order.objects.filter(account=account, symbol=signal.symbol, status__in=OPEN_STATUSES):
+        if order.reduce_only and not include_protective:
+            continue
+        order_cancel(order=order, client=client, actor=actor, reason=f"signal {signal.pk}")
+        report.orders.append(order)
+    report.summary = f"canceled {sum(o.status == OS.CANCELED for o in report.orders)} open order(s) on {signal.symbol}"
+    return report
+
+
+def protective_replace(
+    *, account: TradingAccount, signal, side: str, legs: tuple[ProtectiveLeg, ...], actor: Actor
+) -> ExecutionReport:
+    """Replace the stop-loss / take-profit orders of the ``side`` position with ``legs``."""
+    client = client_for(account)
+    client.clock_check()
+    _protective_cancel(account=account, symbol=signal.symbol, side=side, client=client, actor=actor)
+    report = ExecutionReport()
+    for leg in legs:
+        report.orders.append(
+            protective_place(
+                account=account,
+                origin=signal,
+                symbol=signal.symbol,
+                side=side,
+                leg=leg,
+                actor=actor,
+                client=client,
+                key=f"update_{leg.purpose}",
+            )
+        )
+    placed = sum(order.status not in (OS.REJECTED, OS.NEW) for order in report.orders)
+    report.summary = f"{placed} of {len(legs)} stop-loss/take-profit order(s) set on BingX for {signal.symbol} {side}"
+    return report
+
+
+def order_place_manual(
+    *,
+    account: TradingAccount,
+    symbol: str,
+    side: str,
+    qty: Decimal,
+    order_type: str,
+    actor: Actor,
+    price: Decimal | None = None,
+    reduce_only: bool = False,
+    reference: str,
+) -> Order:
+    """One order placed by hand (``manage.py place_order``), through the same idempotent path as signals.
+
+    ``reference`` makes the client order id: the same reference never places twice.
+    """
+    client = client_for(account)
+    client.clock_check()
+    hedged = is_hedged(account)
+    position = ("long" if side == "sell" else "short") if reduce_only else ("long" if side == "buy" else "short")
+    order = _order_row(
+        account=account,
+        origin_pk=f"manual-{reference}",
+        leg="order",
+        symbol=symbol,
+        side=side,
+        position_side=position if hedged else Order.PositionSideChoice.BOTH,
+        order_type=order_type,
+        purpose=Order.Purpose.CLOSE if reduce_only else Order.Purpose.ENTRY,
+        qty=qty,
+        price=price if order_type == "limit" else None,
+        reduce_only=reduce_only,
+    )
+    if order.status == OS.NEW:
+        order_submit(order=order, client=client, hedged=hedged, actor=actor)
+    if order_type == "market":
+        _await_final(order, client)
+    positions_sync(account=account, symbol=symbol, client=client, actor=actor)
+    return order
+
+
+# --- the exchange as the truth ---------------------------------------------------------------------
+
+
+def positions_sync(
+    *,
+    account: TradingAccount,
+    symbol: str | None = None,
+    client: BingXClient | None = None,
+    reason: str = Position.CloseReason.RECONCILIATION,
+    actor: Actor = EXCHANGE,
+) -> list[Position]:
+    """Make the open positions in the database (of ``symbol``, or all) match BingX's.
+
+    A position BingX no longer has is closed with ``reason`` and the realized PnL of its closing fills.
+    """
+    client = client or client_for(account)
+    on_exchange = {(p.symbol, p.side): p for p in client.positions(symbol)}
+    now = timezone.now()
+    result = []
+    with transaction.atomic():
+        ours = Position.objects.select_for_update().filter(account=account, status=Position.Status.OPEN)
+        if symbol:
+            ours = ours.filter(symbol=symbol)
+        known = {}
+        for position in ours:
+            known[(position.symbol, position.side)] = position
+            if (position.symbol, position.side) not in on_exchange:
+                position_close(position=position, reason=reason, actor=actor, realized_pnl=_realized_since(position))
+        for key, state in on_exchange.items():
+            fields = {
+                "qty": state.qty,
+                "entry_price": state.entry_price,
+                "mark_price": state.mark_price,
+                "unrealized_pnl": state.unrealized_pnl,
+                "leverage": state.leverage or account.default_leverage,
+                "margin_mode": state.margin_mode,
+                "liquidation_price": state.liquidation_price,
+            }
+            if key in known:
+                fields["realized_pnl"] = _realized_since(known[key])
+            position = known.get(key)
+            if position is None:
+                position = Position.objects.create(
+                    account=account, symbol=state.symbol, side=state.side, opened_at=now, **fields
+                )
+            else:
+                for name, value in fields.items():
+                    setattr(position, name, value)
+                position.save(update_fields=[*fields, "updated_at"])
+            result.append(position)
+    return result
+
+
+def _realized_since(position: Position) -> Decimal:
+    """Realized PnL of the reduce-only fills on this position since it opened (fees not deducted)."""
+    closing_side = "sell" if position.side == "long" else "buy"
+    fills = Fill.objects.filter(
+        order__account=position.account,
+        order__symbol=position.symbol,
+        order__side=closing_side,
+        order__reduce_only=True,
+        executed_at__gte=position.opened_at,
+    )
+    return sum(fills.values_list("realized_pnl", flat=True), ZERO)
+
+
+def balance_sync(*, account: TradingAccount, client: BingXClient | None = None) -> BalanceSnapshot:
+    client = client or client_for(account)
+    balance = client.balance()
+    return BalanceSnapshot.objects.create(
+        account=account,
+        asset=balance.asset,
+        equity=balance.equity,
+        available=balance.available,
+        wallet_balance=balance.wallet_balance,
+        unrealized_pnl=balance.unrealized_pnl,
+        used_margin=balance.used_margin,
+        taken_at=timezone.now(),
+    )
+
+
+# --- watching resting orders (until the stream does it) -------------------------------------------
+
+
+def orders_poll(*, account: TradingAccount, actor: Actor = EXCHANGE) -> int:
+    """Check the account's resting and unknown orders on BingX; act on what changed. Returns how many changed.
+
+    A filled entry gets its protection; a filled stop loss or take profit closes the position with that
+    cause; an ``unknown`` order is looked up by client id (absent: it never reached BingX, ``rejected``).
+    """
+    client = client_for(account)
+    changed = 0
+    stale = timezone.now() - timedelta(seconds=STALE_NEW_SECONDS)
+    pending = Order.objects.filter(account=account, status__in=OPEN_STATUSES).exclude(
+        status=OS.NEW, created_at__gt=stale
+    )
+    for order in pending:
+        before = (order.status, order.filled_qty)
+        try:
+            state = _state_of(order, client)
+        except ExchangeError as error:
+            logger.warning("poll: %s not readable now: %s", order.client_order_id, error)
+            continue
+        if state is None:
+            if order.status in (OS.UNKNOWN, OS.NEW):
+                order_transition(
+                    order=order, to=OS.REJECTED, actor=actor, reason="never reached BingX (not found by client id)"
+                )
+                changed += 1
+            continue
+        order_apply(order=order, state=state, actor=actor)
+        if (order.status, order.filled_qty) == before:
+            continue
+        changed += 1
+        if order.status == OS.FILLED:
+            _on_filled(order, client, actor)
+    return changed
+
+
+def _on_filled(order: Order, client: BingXClient, actor: Actor) -> None:
+    if order.purpose == Order.Purpose.ENTRY:
+        entry_filled(entry=order, client=client, actor=actor)
+    elif order.purpose in PROTECTIVE_PURPOSES:
+        side = "long" if order.side == "sell" else "short"
+        reason = Position.CloseReason.STOP_LOSS if order.purpose == "stop_loss" else Position.CloseReason.TAKE_PROFIT
+        positions_sync(account=order.account, symbol=order.symbol, client=client, reason=reason, actor=actor)
+        if not any(p.side == side for p in client.positions(order.symbol)):
+            _protective_cancel(account=order.account, symbol=order.symbol, side=side, client=client, actor=actor)
+        balance_sync(account=order.account, client=client)
+        _alert(f"positions.{reason}", order.account, f"{order.purpose} filled on {order.symbol} {side}")
+
+
+def exchange_accounts():
+    return TradingAccount.objects.filter(is_active=True, mode__in=(TradingMode.LIVE, TradingMode.DEMO))
+
+
+def orders_poll_all() -> int:
+    """``orders_poll`` for every live/demo account with something resting or unknown (Celery beat)."""
+    changed = 0
+    for account in exchange_accounts().filter(orders__status__in=OPEN_STATUSES).distinct():
+        try:
+            changed += orders_poll(account=account)
+        except ExchangeError as error:
+            logger.warning("poll of %s skipped: %s", account.name, error)
+    return changed
+
+
+def clock_sync_all() -> int:
+    """Measure the offset to BingX's clock for each endpoint in use; alert when it cannot be read."""
+    measured = {}
+    for account in exchange_accounts():
+        try:
+            client = client_for(account)
+        except ExchangeError:  # no keys: nothing to trade with, nothing to stamp
+            continue
+        root = client.endpoints.rest_root
+        if root in measured:
+            continue
+        try:
+            measured[root] = client.clock_measure()
+        except ExchangeError as error:
+            logger.error("clock: BingX's time unreadable at %s: %s", root, error)
+            _alert("alerts.clock_skew", account, f"cannot read BingX's clock: {error}")
+    return len(measured)
+
+
+# --- account health ------------------------------------------------------------------------------
+
+
+def account_health_set(*, account_id: int, degraded: bool, reason: str) -> None:
+    """The breaker's listener: mark the account degraded (or healthy again), audited, with an alert."""
+    status = "degraded" if degraded else "ok"
+    with transaction.atomic():
+        account = TradingAccount.objects.select_for_update().filter(pk=account_id).first()
+        if account is None or account.exchange_health == status:
+            return
+        before = {"exchange_health": account.exchange_health}
+        account.exchange_health, account.exchange_health_reason = status, reason
+        account.exchange_health_changed_at = timezone.now()
+        account.save(update_fields=["exchange_health", "exchange_health_reason", "exchange_health_changed_at"])
+        audit_record(
+            actor=EXCHANGE,
+            action="tradingaccount.exchange_health",
+            instance=account,
+            before=before,
+            after={"exchange_health": status},
+            reason=reason,
+        )
+    topic = "alerts.circuit_open" if degraded else "alerts.circuit_closed"
+    transaction.on_commit(lambda: _alert(topic, account, reason))
+
+
+breaker_listen(
+    lambda account_id, opened, reason: account_health_set(account_id=account_id, degraded=opened, reason=reason)
+)
