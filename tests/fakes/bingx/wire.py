@@ -122,11 +122,10 @@ def order_view(state: FakeBingXState, order: FakeOrder) -> dict[str, Any]:
         "orderType": "",
         "workingType": order.working_type,
         "onlyOnePosition": order.position_side == "BOTH",
-        "reduceOnly": order.reduce_only,
+        "reduceOnly": order.closes_position,  # BingX reports hedge-mode closing orders as reduce-only
         "postOnly": order.time_in_force == "PostOnly",
         "stopGuaranteed": "false",
         "triggerOrderId": order.parent_order_id or 0,
-        "timeInForce": order.time_in_force,
     }
 
 
