@@ -17,15 +17,13 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.core.cache import cache
 
 from signals_app.models import Signal
 from signals_app.pipeline import signals_sweep
+from tests.conftest_bingx import KEY, SECRET
 from tests.factories import RiskLimitsFactory, SymbolProfileFactory, TradingAccountFactory
-from tests.fakes.bingx import Fault, fake_bingx
+from tests.fakes.bingx import Fault
 from trading.audit import Actor
-from trading.exchange.client import clients_forget
-from trading.exchange.clock import clock_forget
 from trading.execution import orders_poll
 from trading.models import Order, Position
 from trading.services import account_rotate_webhook_secret
@@ -35,33 +33,11 @@ pytestmark = pytest.mark.django_db
 S = Signal.Status
 BTC = "BTC/USDT:USDT"
 ORDER_PATH = "/openApi/swap/v2/trade/order"
-KEY, SECRET = "live-key", "live-secret"
 BUY = {"symbol": "BINANCE:BTCUSDT.P", "action": "buy", "price": "65000", "size": {"mode": "qty", "value": "0.01"}}
 _alert_ids = itertools.count(1)
 
 
 # --- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def bingx(settings):
-    with fake_bingx() as exchange:
-        settings.BINGX_BASE_URL = exchange.base_url
-        settings.BINGX_WS_URL = exchange.ws_url
-        settings.EXCHANGE_TIMEOUT_SECONDS = Decimal("0.5")
-        settings.EXCHANGE_RETRY_BACKOFF_SECONDS = Decimal("0.01")
-        settings.EXCHANGE_FILL_WAIT_SECONDS = Decimal("1")
-        cache.clear()  # clock readings and breaker state of earlier tests
-        clock_forget()
-        exchange.set_mark_price("BTC-USDT", "65000")
-        yield exchange
-        clients_forget()
-
-
-@pytest.fixture
-def on_bingx(bingx):
-    """The account as BingX sees it: 10,000 USDT, one-way mode."""
-    return bingx.add_account(api_key=KEY, api_secret=SECRET, balance=Decimal("10000"))
 
 
 @pytest.fixture
