@@ -304,6 +304,10 @@ def entry_filled(*, entry: Order, client: BingXClient | None = None, actor: Acto
     ]
     if placed:
         _read_back(placed, client)
+    try:
+        balance_sync(account=account, client=client)
+    except ExchangeError as error:  # a missed snapshot is retaken on the next trade or resync
+        logger.warning("balance of %s not read after the entry: %s", account.name, error)
     return placed
 
 
