@@ -11,6 +11,7 @@ import pytest
 from django.core.cache import cache
 
 from tests.fakes.bingx import fake_bingx
+from trading.exchange.breaker import breaker_forget_local
 from trading.exchange.client import clients_forget
 from trading.exchange.clock import clock_forget
 
@@ -27,6 +28,7 @@ def bingx(settings):
         settings.EXCHANGE_RETRY_BACKOFF_SECONDS = Decimal("0.01")
         settings.EXCHANGE_FILL_WAIT_SECONDS = Decimal("1")
         cache.clear()  # clock readings and breaker state of earlier tests
+        breaker_forget_local()
         clock_forget()
         exchange.set_mark_price("BTC-USDT", "65000")
         yield exchange

@@ -6,7 +6,7 @@ import zoneinfo
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Max, Sum
+from django.db.models import Count, Max, Q, Sum
 
 from trading.models import BalanceSnapshot, Fill, Order, Position, RiskLimits, SymbolProfile, TradingAccount
 from trading.risk import AccountState, RiskLimitsView, SymbolView
@@ -85,7 +85,10 @@ def account_state(
         symbol_notional = same_side.qty * (same_side.mark_price or same_side.entry_price)
     entries = Order.objects.filter(account=account, purpose=Order.Purpose.ENTRY, status__in=COUNTED_ENTRY_STATUSES)
     order_side = "buy" if side == "long" else "sell"
-    last_entry = entries.filter(symbol=symbol, side=order_side).aggregate(latest=Max("created_at"))["latest"]
+    entry_counts = entries.aggregate(
+        latest=Max("created_at", filter=Q(symbol=symbol, side=order_side)),
+        today=Count("id", filter=Q(created_at__gte=since)),
+    )
     latest = balance_latest(account=account)
     snapshots = BalanceSnapshot.objects.filter(account=account)
     before_today = snapshots.filter(taken_at__lt=since).order_by("-taken_at").first()
@@ -95,14 +98,15 @@ def account_state(
         realized=Sum("realized_pnl"), fees=Sum("fee")
     )
     realized_today, fees_today = today["realized"] or Decimal("0"), today["fees"] or Decimal("0")
-    unrealized = open_positions.aggregate(total=Sum("unrealized_pnl"))["total"] or Decimal("0")
+    positions = open_positions.aggregate(count=Count("id"), unrealized=Sum("unrealized_pnl"))
+    unrealized = positions["unrealized"] or Decimal("0")
     return AccountState(
         trading_enabled=account.trading_enabled,
-        open_positions=open_positions.count(),
+        open_positions=positions["count"],
         has_open_position_on_side=same_side is not None,
         symbol_open_notional=symbol_notional,
-        trades_today=entries.filter(created_at__gte=since).count(),
-        last_entry_at=last_entry,
+        trades_today=entry_counts["today"],
+        last_entry_at=entry_counts["latest"],
         equity=latest.equity if latest else None,
         equity_peak=snapshots.aggregate(peak=Max("equity"))["peak"],
         day_start_equity=day_start_snapshot.equity if day_start_snapshot else None,

@@ -137,6 +137,7 @@ def test_a_translated_refusal_keeps_bingx_code_and_message():
 @pytest.fixture
 def breaker_settings(settings):
     cache.clear()
+    breaker.breaker_forget_local()
     settings.EXCHANGE_BREAKER_FAILURES = 2
     settings.EXCHANGE_BREAKER_OPEN_SECONDS = 30
     yield settings

@@ -4,8 +4,8 @@ entries (cancel, update SL/TP, manual approval), and sub-accounts kept apart. Al
 from __future__ import annotations
 
 import itertools
-import re
 import json
+import re
 from decimal import Decimal
 from io import StringIO
 

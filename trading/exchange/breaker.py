@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 
 Listener = Callable[[int, bool, str], None]  # (account_id, opened, reason)
 _listeners: list[Listener] = []
+# A clean state read from the shared cache is trusted this long by the process that read it: an entry
+# makes several calls in a row, and each would otherwise cost a cache round trip. A breaker opened by
+# another process is thus seen at most this late; failures seen here are always written through.
+CLEAN_STATE_REUSE_SECONDS = 1.0
+_clean_until: dict[int, float] = {}
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ def _key(account_id: int) -> str:
 
 
 def breaker_state(account_id: int) -> BreakerState:
+    if _clean_until.get(account_id, 0.0) > time.monotonic():
+        return BreakerState()
     try:
         return cache.get(_key(account_id)) or BreakerState()
     except Exception:  # without a shared cache the breaker cannot count; sending goes on
@@ -56,6 +63,7 @@ def breaker_state(account_id: int) -> BreakerState:
 
 
 def _save(account_id: int, state: BreakerState) -> None:
+    _clean_until.pop(account_id, None)
     try:
         cache.set(_key(account_id), state, timeout=None)
     except Exception:
@@ -73,6 +81,8 @@ def _notify(account_id: int, opened: bool, reason: str) -> None:
 def breaker_check(account_id: int) -> None:
     """Raise ``CircuitOpen`` while the breaker is open."""
     state = breaker_state(account_id)
+    if not state.failures and not state.open_until:
+        _clean_until[account_id] = time.monotonic() + CLEAN_STATE_REUSE_SECONDS
     if state.is_open():
         until = time.strftime("%H:%M:%S", time.gmtime(state.open_until))
         raise CircuitOpen(
@@ -113,3 +123,8 @@ def breaker_record_failure(account_id: int, reason: str) -> None:
 
 def breaker_reset(account_id: int) -> None:
     _save(account_id, BreakerState())
+
+
+def breaker_forget_local() -> None:
+    """Drop this process's memo of clean states (tests that reset the shared cache)."""
+    _clean_until.clear()
