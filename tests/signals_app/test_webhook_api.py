@@ -20,6 +20,7 @@ from django.core.cache import cache
 from django.db import OperationalError, connection
 from django.utils import timezone
 
+from signals_app import webhook_security
 from signals_app.models import Signal
 from tests.factories import SymbolProfileFactory, TradingAccountFactory
 from trading.audit import Actor
@@ -41,8 +42,10 @@ ON_POSTGRESQL = connection.vendor == "postgresql"
 def _fresh_cache():
     """The failed-login counters live in the cache (locmem in tests); no test sees another's."""
     cache.clear()
+    webhook_security._failures_seen.clear()
     yield
     cache.clear()
+    webhook_security._failures_seen.clear()
 
 
 def account_with_secret(**fields):
@@ -276,6 +279,39 @@ def test_authenticated_but_invalid_alerts_do_not_count_as_failed_logins(client, 
     response = post(client, alert(secret), REMOTE_ADDR=OTHER_IP)
 
     assert response.status_code == 202
+
+
+def test_an_address_without_failures_is_let_through_without_reading_the_shared_counter(client, secret):
+    with mock.patch.object(cache, "get", side_effect=AssertionError("the success path read the cache")):
+        response = post(client, alert(secret), REMOTE_ADDR=OTHER_IP)
+
+    assert response.status_code == 202
+
+
+def test_failures_counted_by_another_process_block_after_this_process_sees_one(client, settings, secret):
+    settings.WEBHOOK_AUTH_FAILURES_PER_MINUTE = 3
+    outside_minute_boundary()
+    minute = webhook_security._minute()
+    cache.set(webhook_security._failure_key(OTHER_IP, minute), 3, timeout=120)  # counted by other processes
+
+    admitted = post(client, alert("wrong"), REMOTE_ADDR=OTHER_IP)  # this process learns the count (4)
+    response = post(client, alert(secret), REMOTE_ADDR=OTHER_IP)
+
+    assert admitted.status_code == 401
+    assert response.status_code == 429
+    assert not Signal.objects.exists()
+
+
+def test_a_reset_shared_counter_lifts_the_block_at_once(client, settings, secret):
+    settings.WEBHOOK_AUTH_FAILURES_PER_MINUTE = 3
+    outside_minute_boundary()
+    for _ in range(3):
+        post(client, alert("wrong"), REMOTE_ADDR=OTHER_IP)
+    assert post(client, alert(secret), REMOTE_ADDR=OTHER_IP).status_code == 429
+
+    cache.clear()  # an operator unblocks the address
+
+    assert post(client, alert(secret), REMOTE_ADDR=OTHER_IP).status_code == 202
 
 
 # --- Source-address allowlist --------------------------------------------------------------------
