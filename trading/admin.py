@@ -21,6 +21,7 @@ from trading.models import (
     TradingAccount,
     TradingMode,
 )
+from trading.resync import ResyncBusy, resync_account
 from trading.services import (
     account_rotate_webhook_secret,
     account_set_api_credentials,
@@ -134,7 +135,7 @@ class TradingAccountAdmin(AuditedModelAdmin):
         ("BingX connection", {"fields": ["exchange_health", "exchange_health_reason", "exchange_health_changed_at"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
-    actions = ["rotate_webhook_secret", "stop_trading", "resume_trading"]
+    actions = ["rotate_webhook_secret", "stop_trading", "resume_trading", "resync_now"]
 
     @admin.display(description="API key pair")
     def api_credentials(self, obj: TradingAccount) -> str:
@@ -192,6 +193,23 @@ class TradingAccountAdmin(AuditedModelAdmin):
             for a in queryset
         )
         self.message_user(request, f"Trading resumed on {changed} account(s).")
+
+    @admin.action(description="Resync now (make orders, positions and balance match BingX)")
+    def resync_now(self, request, queryset):
+        for account in queryset:
+            if account.mode == TradingMode.DRY_RUN:
+                self.message_user(request, f"{account}: dry-run account, nothing on BingX.", level=messages.WARNING)
+                continue
+            try:
+                report = resync_account(account=account, apply=True, actor=Actor.admin(request.user))
+            except (ExchangeError, ResyncBusy) as error:
+                self.message_user(request, f"{account}: resync failed: {error}", level=messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"{account}: {report.corrections} correction(s), {len(report.differences)} difference(s) found.",
+                    level=messages.SUCCESS,
+                )
 
 
 class TakeProfitLevelInline(admin.TabularInline):

@@ -688,11 +688,13 @@ def orders_poll(*, account: TradingAccount, actor: Actor = EXCHANGE) -> int:
             continue
         changed += 1
         if order.status == OS.FILLED:
-            _on_filled(order, client, actor)
+            order_filled_follow_up(order, client, actor)
     return changed
 
 
-def _on_filled(order: Order, client: BingXClient, actor: Actor) -> None:
+def order_filled_follow_up(order: Order, client: BingXClient, actor: Actor) -> None:
+    """What a newly filled order of ours sets off (whoever saw the fill: the poller or the resync):
+    an entry gets its protection; a stop loss or take profit closes the position with that cause."""
     if order.purpose == Order.Purpose.ENTRY:
         entry_filled(entry=order, client=client, actor=actor)
     elif order.purpose in PROTECTIVE_PURPOSES:

@@ -4,6 +4,7 @@ from celery import shared_task
 
 from trading.execution import clock_sync_all, orders_poll_all
 from trading.markets import markets_catalog
+from trading.resync import resync_all
 
 
 @shared_task(name="markets.refresh", ignore_result=True)
@@ -21,3 +22,9 @@ def orders_poll_task() -> int:
 @shared_task(name="exchange.clock_sync", ignore_result=True)
 def clock_sync_task() -> int:
     return clock_sync_all()
+
+
+@shared_task(name="exchange.resync", ignore_result=True)
+def resync_task() -> int:
+    """Compare live/demo accounts with BingX and correct the database; returns the corrections made."""
+    return resync_all()

@@ -181,6 +181,14 @@ VARIABLES: tuple[Variable, ...] = (
         maximum=3600,
     ),
     Variable(
+        "RESYNC_INTERVAL_SECONDS",
+        "int",
+        60,
+        "How often live/demo accounts are compared with BingX and corrected (resync).",
+        minimum=10,
+        maximum=86400,
+    ),
+    Variable(
         "EXCHANGE_FILL_WAIT_SECONDS",
         "decimal",
         Decimal("3"),

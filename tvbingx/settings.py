@@ -151,6 +151,7 @@ CELERY_BEAT_SCHEDULE = {
     "markets-refresh": {"task": "markets.refresh", "schedule": 1800.0},
     "exchange-orders-poll": {"task": "exchange.orders_poll", "schedule": float(CONFIG["EXCHANGE_ORDER_POLL_SECONDS"])},
     "exchange-clock-sync": {"task": "exchange.clock_sync", "schedule": float(CONFIG["EXCHANGE_CLOCK_SYNC_SECONDS"])},
+    "exchange-resync": {"task": "exchange.resync", "schedule": float(CONFIG["RESYNC_INTERVAL_SECONDS"])},
 }
 
 # --- REST framework ----------------------------------------------------------------------------
@@ -203,6 +204,7 @@ EXCHANGE_BREAKER_OPEN_SECONDS = CONFIG["EXCHANGE_BREAKER_OPEN_SECONDS"]
 EXCHANGE_CLOCK_SYNC_SECONDS = CONFIG["EXCHANGE_CLOCK_SYNC_SECONDS"]
 EXCHANGE_ORDER_POLL_SECONDS = CONFIG["EXCHANGE_ORDER_POLL_SECONDS"]
 EXCHANGE_FILL_WAIT_SECONDS = CONFIG["EXCHANGE_FILL_WAIT_SECONDS"]
+RESYNC_INTERVAL_SECONDS = CONFIG["RESYNC_INTERVAL_SECONDS"]
 
 # --- Market data ----------------------------------------------------------------------------------
 BINGX_BASE_URL = CONFIG["BINGX_BASE_URL"]

@@ -346,6 +346,23 @@ class BingXClient:
         raw = self._call("fetch open orders", self._ccxt.fetch_open_orders, symbol, repeat=True)
         return [self._order(order, fallback_symbol=symbol) for order in raw]
 
+    def recent_orders(self, *, since_ms: int, limit: int = 1000, pages: int = 5) -> list[ExchangeOrder]:
+        """Orders of every symbol placed since ``since_ms`` (any status), oldest first; one request per
+        ``limit`` orders, newest first, at most ``pages`` requests (BingX's order history, ``fetch_orders``)."""
+        found: dict[str, ExchangeOrder] = {}
+        until_ms = None
+        for _ in range(pages):
+            params = {"until": until_ms} if until_ms is not None else {}
+            raw = self._call("fetch order history", self._ccxt.fetch_orders, None, since_ms, limit, params, repeat=True)
+            page = [self._order(order, fallback_symbol=None) for order in raw]
+            for order in page:
+                found.setdefault(order.exchange_order_id, order)
+            times = [order.created_ms for order in page if order.created_ms]
+            if len(page) < limit or not times or min(times) <= since_ms:
+                break
+            until_ms = min(times) - 1
+        return sorted(found.values(), key=lambda order: (order.created_ms or 0, order.exchange_order_id))
+
     def cancel_order(
         self, symbol: str, *, exchange_order_id: str | None = None, client_order_id: str | None = None
     ) -> ExchangeOrder:
@@ -384,6 +401,7 @@ class BingXClient:
             reduce_only=str(info.get("reduceOnly")).lower() == "true",
             position_side=str(info.get("positionSide") or "BOTH").lower(),
             updated_ms=int(info.get("updateTime") or info.get("time") or 0) or None,
+            created_ms=int(info.get("time") or 0) or None,
         )
 
 

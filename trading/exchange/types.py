@@ -81,6 +81,7 @@ class ExchangeOrder:
     reduce_only: bool
     position_side: str  # both | long | short
     updated_ms: int | None
+    created_ms: int | None = None  # when BingX accepted it (its "time")
 
     @property
     def is_final(self) -> bool:

@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 
 import uvicorn
 from django.conf import settings
@@ -53,12 +54,17 @@ SWEEP_EVERY_SECONDS = 10
 def _embedded_beat() -> None:
     from signals_app.pipeline import signals_sweep
     from trading.execution import orders_poll_all
+    from trading.resync import resync_all
 
     stop = threading.Event()
+    resync_due = time.monotonic() + settings.RESYNC_INTERVAL_SECONDS
     while not stop.wait(SWEEP_EVERY_SECONDS):
         try:
             orders_poll_all()  # live/demo without Celery: resting orders are still watched
             signals_sweep()
+            if time.monotonic() >= resync_due:
+                resync_due = time.monotonic() + settings.RESYNC_INTERVAL_SECONDS
+                resync_all()  # the database compared with BingX and corrected
         except Exception:  # keep sweeping; the next round retries
             logging.getLogger(__name__).exception("embedded sweep failed")
         finally:
