@@ -264,3 +264,18 @@ def test_the_task_resyncs_live_and_demo_accounts_only(account, bingx):
     equities = dict(BalanceSnapshot.objects.values_list("account__name", "equity"))
     assert equities == {account.name: Decimal("10000"), demo.name: Decimal("500")}
     assert not BalanceSnapshot.objects.filter(account=paper).exists()
+
+
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_command_shows_a_progress_bar_on_a_terminal_only(account):
+    terminal, pipe = Terminal(), StringIO()
+
+    call_command("resync", "--dry-run", stdout=StringIO(), stderr=terminal)
+    call_command("resync", "--dry-run", stdout=StringIO(), stderr=pipe)
+
+    assert "main reading BingX" in terminal.getvalue() and "[########################] 4/4" in terminal.getvalue()
+    assert pipe.getvalue() == ""
