@@ -675,6 +675,10 @@ def _balance_compare(context: _Context, balance: ExchangeBalance) -> list[_Corre
                 used_margin=balance.used_margin,
                 taken_at=timezone.now(),
             )
+            if latest is not None and abs(latest.wallet_balance - balance.wallet_balance) < BALANCE_TOLERANCE:
+                # Only the price moved (unrealized PnL): a fresh snapshot, not a correction worth an audit row
+                # every minute. Money that moved without us seeing it (the wallet balance) is audited.
+                return True
             audit_record(
                 actor=context.actor,
                 action="resync.balance",

@@ -103,7 +103,8 @@ def corrupted(send, account):
     Position.objects.filter(symbol=BTC).update(qty=Decimal("0.02"))  # a wrong qty
     Position.objects.filter(symbol=SOL).update(status="closed", qty=0)  # closed here, open on BingX
     PositionFactory(account=account, symbol=ADA, qty=Decimal("100"), entry_price=Decimal("0.5"))  # a phantom
-    BalanceSnapshot.objects.filter(account=account).update(equity=Decimal("12345"))  # stale balance
+    stale = Decimal("12345")  # a balance that moved without us seeing it
+    BalanceSnapshot.objects.filter(account=account).update(equity=stale, wallet_balance=stale)
     return {"entry": entry, "stop": stop}
 
 
@@ -279,3 +280,15 @@ def test_the_command_shows_a_progress_bar_on_a_terminal_only(account):
 
     assert "main reading BingX" in terminal.getvalue() and "[########################] 4/4" in terminal.getvalue()
     assert pipe.getvalue() == ""
+
+
+def test_a_price_move_takes_a_fresh_balance_snapshot_without_an_audit_row(send, account, bingx, on_bingx):
+    send(**BUY_BTC)
+    resync()
+    audited = AuditEvent.objects.filter(action="resync.balance").count()
+
+    bingx.set_mark_price("BTC-USDT", "66000")  # only the unrealized PnL moves
+    resync()
+
+    assert BalanceSnapshot.objects.latest().equity == on_bingx.equity
+    assert AuditEvent.objects.filter(action="resync.balance").count() == audited
