@@ -24,6 +24,7 @@ from signals_app.models import Signal, SignalLane
 from signals_app.services import signal_transition
 from trading import dry_run, execution
 from trading.audit import Actor, audit_record
+from trading.dashboard import worker_heartbeat_record
 from trading.exchange.errors import ClockSkew, ExchangeError, ExchangeRejected
 from trading.markets import UnknownSymbol, markets_catalog
 from trading.models import Order, Position, SymbolProfile, TakeProfitLevel, TradingAccount, TradingMode
@@ -712,6 +713,7 @@ def signals_executing_resolve() -> int:
 
 def signals_sweep() -> int:
     """Hand over lanes whose signals wait longer than SIGNAL_SWEEP_AFTER_SECONDS (lost hand-over, dead worker)."""
+    worker_heartbeat_record()  # the dashboard's sign that a worker (or the embedded beat) is running
     signals_expire_due()
     signals_executing_resolve()
     cutoff = timezone.now() - timedelta(seconds=settings.SIGNAL_SWEEP_AFTER_SECONDS)

@@ -623,6 +623,7 @@ def positions_sync(
                     setattr(position, name, value)
                 position.save(update_fields=[*fields, "updated_at"])
             result.append(position)
+    publish("positions.updated", None, account_id=account.pk, account=account.name, symbol=symbol or "")
     return result
 
 
@@ -642,7 +643,7 @@ def _realized_since(position: Position) -> Decimal:
 def balance_sync(*, account: TradingAccount, client: BingXClient | None = None) -> BalanceSnapshot:
     client = client or client_for(account)
     balance = client.balance()
-    return BalanceSnapshot.objects.create(
+    snapshot = BalanceSnapshot.objects.create(
         account=account,
         asset=balance.asset,
         equity=balance.equity,
@@ -652,6 +653,8 @@ def balance_sync(*, account: TradingAccount, client: BingXClient | None = None) 
         used_margin=balance.used_margin,
         taken_at=timezone.now(),
     )
+    publish("balances.updated", None, account_id=account.pk, account=account.name)
+    return snapshot
 
 
 # --- watching resting orders (until the stream does it) -------------------------------------------

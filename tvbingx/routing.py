@@ -1,3 +1,9 @@
-"""WebSocket routes. Each app's consumers are added here as they are built (the dashboard at /ws/dashboard/)."""
+"""WebSocket routes. Each app's consumers are added here as they are built."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from trading.consumers import DashboardConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
+]
