@@ -50,6 +50,8 @@ OPEN_STATUSES = (OS.NEW, OS.SUBMITTED, OS.OPEN, OS.PARTIALLY_FILLED, OS.UNKNOWN)
 PROTECTIVE_PURPOSES = tuple(p for p in Order.Purpose.values if p.startswith(("stop_loss", "take_profit", "trailing")))
 # How often an entry asks whether its market order has filled, while it waits.
 FILL_POLL_SECONDS = 0.05
+# How an order BingX placed to liquidate a position is recorded (not one of ours, so not in Order.Type).
+LIQUIDATION_ORDER_TYPE = "liquidation"
 # A `new` order row older than this is looked up by the poller: its sender may have died after sending.
 STALE_NEW_SECONDS = 60
 
@@ -147,12 +149,22 @@ def _pause(attempt: int) -> None:
     time.sleep(float(settings.EXCHANGE_RETRY_BACKOFF_SECONDS) * 2 ** (attempt - 1))
 
 
-def order_apply(*, order: Order, state: ExchangeOrder, actor: Actor = EXCHANGE) -> list[Fill]:
+def order_apply(
+    *,
+    order: Order,
+    state: ExchangeOrder,
+    actor: Actor = EXCHANGE,
+    trade_qty: Decimal | None = None,
+    trade_realized_pnl: Decimal = ZERO,
+) -> list[Fill]:
     """Bring ``order`` up to what BingX reports: status (forward only), fills, average price, fees.
 
     Idempotent: a report seen twice, or an older one after a newer, changes nothing. Fills are recorded
     per increase of the executed quantity, keyed "<exchange order id>:<cumulative qty>", so the REST poller
     and the stream record the same fill once.
+
+    ``state.realized_pnl`` is the order's cumulative realized PnL (REST). A stream event reports only its
+    trade's (``trade_realized_pnl`` for ``trade_qty``), used when the increase is exactly that trade.
     """
     new_fills: list[Fill] = []
     with transaction.atomic():
@@ -170,7 +182,10 @@ def order_apply(*, order: Order, state: ExchangeOrder, actor: Actor = EXCHANGE) 
                 price = ((state.average_price * filled) - (locked.average_price * locked.filled_qty)) / increment
                 price = price.quantize(Decimal("0.00000001"))
             fee = max(state.fee - locked.fees, ZERO)
-            realized = state.realized_pnl - _realized_recorded(locked)
+            if trade_qty is not None and increment == trade_qty:
+                realized = trade_realized_pnl
+            else:
+                realized = state.realized_pnl - _realized_recorded(locked)
             order_key = state.exchange_order_id or locked.client_order_id
             fill, created = Fill.objects.get_or_create(
                 exchange_trade_id=f"{order_key}:{format(filled.normalize(), 'f')}",
@@ -600,7 +615,7 @@ def positions_sync(
         for position in ours:
             known[(position.symbol, position.side)] = position
             if (position.symbol, position.side) not in on_exchange:
-                position_close(position=position, reason=reason, actor=actor, realized_pnl=_realized_since(position))
+                position_close_recorded(position=position, reason=reason, actor=actor)
         for key, state in on_exchange.items():
             fields = {
                 "qty": state.qty,
@@ -625,6 +640,25 @@ def positions_sync(
             result.append(position)
     publish("positions.updated", None, account_id=account.pk, account=account.name, symbol=symbol or "")
     return result
+
+
+def position_close_recorded(*, position: Position, reason: str, actor: Actor = EXCHANGE) -> bool:
+    """Close ``position`` (gone on BingX) with ``reason`` and the realized PnL of its closing fills, and
+    announce it (``positions.closed``, after commit). Closing a closed position does nothing."""
+    realized = _realized_since(position)
+    if not position_close(position=position, reason=reason, actor=actor, realized_pnl=realized):
+        return False
+    publish(
+        "positions.closed",
+        None,
+        account_id=position.account_id,
+        position_id=position.pk,
+        symbol=position.symbol,
+        side=position.side,
+        cause=reason,
+        realized_pnl=str(realized),
+    )
+    return True
 
 
 def _realized_since(position: Position) -> Decimal:
@@ -695,19 +729,38 @@ def orders_poll(*, account: TradingAccount, actor: Actor = EXCHANGE) -> int:
     return changed
 
 
-def order_filled_follow_up(order: Order, client: BingXClient, actor: Actor) -> None:
-    """What a newly filled order of ours sets off (whoever saw the fill: the poller or the resync):
-    an entry gets its protection; a stop loss or take profit closes the position with that cause."""
-    if order.purpose == Order.Purpose.ENTRY:
+def order_filled_follow_up(order: Order, client: BingXClient, actor: Actor, *, close_reason: str | None = None) -> None:
+    """What a newly filled order of ours sets off (whoever saw the fill: the poller, the resync or the stream):
+    an entry gets its protection; a stop loss or take profit closes the position with that cause; any other
+    reduce-only order (a close, one placed by hand on BingX, a liquidation) closes it with ``close_reason``
+    or the cause read from the order (``close_reason_for``)."""
+    if order.purpose == Order.Purpose.ENTRY and not order.reduce_only and close_reason is None:
         entry_filled(entry=order, client=client, actor=actor)
-    elif order.purpose in PROTECTIVE_PURPOSES:
+    elif order.purpose in PROTECTIVE_PURPOSES or order.reduce_only or close_reason:
         side = "long" if order.side == "sell" else "short"
-        reason = Position.CloseReason.STOP_LOSS if order.purpose == "stop_loss" else Position.CloseReason.TAKE_PROFIT
+        reason = close_reason or close_reason_for(order)
         positions_sync(account=order.account, symbol=order.symbol, client=client, reason=reason, actor=actor)
         if not any(p.side == side for p in client.positions(order.symbol)):
             _protective_cancel(account=order.account, symbol=order.symbol, side=side, client=client, actor=actor)
         balance_sync(account=order.account, client=client)
-        _alert(f"positions.{reason}", order.account, f"{order.purpose} filled on {order.symbol} {side}")
+        if order.purpose in PROTECTIVE_PURPOSES:
+            _alert(f"positions.{reason}", order.account, f"{order.purpose} filled on {order.symbol} {side}")
+
+
+def close_reason_for(order: Order) -> str:
+    """Why a position closed when ``order`` (reduce-only) closed it."""
+    reasons = Position.CloseReason
+    if order.purpose == Order.Purpose.STOP_LOSS:
+        return reasons.STOP_LOSS
+    if order.purpose.startswith("take_profit"):
+        return reasons.TAKE_PROFIT
+    if order.purpose == Order.Purpose.TRAILING:
+        return reasons.TRAILING
+    if order.order_type == LIQUIDATION_ORDER_TYPE:
+        return reasons.LIQUIDATION
+    if order.purpose == Order.Purpose.CLOSE and order.signal_id is not None:
+        return reasons.REVERSE if getattr(order.signal, "action", "") == "reverse" else reasons.SIGNAL
+    return reasons.MANUAL
 
 
 def exchange_accounts():

@@ -515,3 +515,26 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionError("Audit events are append-only; they cannot be deleted.")
+
+
+class StreamState(models.Model):
+    """How an account's BingX user-data stream (``manage.py run_stream``) is doing, for dashboards and health."""
+
+    account = models.OneToOneField(TradingAccount, on_delete=models.CASCADE, related_name="stream_state")
+    connected = models.BooleanField(default=False, help_text="Connected and reconciled: events are applied live.")
+    last_connected_at = models.DateTimeField(null=True, blank=True)
+    last_disconnected_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="When the last event was applied.")
+    last_error = models.TextField(blank=True, help_text="Why the stream last went down.")
+    down_alerted_at = models.DateTimeField(null=True, blank=True, help_text="When the down alert was raised.")
+    # ACCOUNT_UPDATEs older than this (BingX's event time, ms) are skipped, and so are the recent ones seen
+    # already (their digests): positions never step back to an older report.
+    account_event_ms = models.BigIntegerField(default=0)
+    account_event_digests = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "stream state"
+
+    def __str__(self) -> str:
+        return f"{self.account.name} stream {'up' if self.connected else 'down'}"

@@ -130,6 +130,14 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("BINGX_WS_URL", "str", "", "BingX user-data WebSocket endpoint; empty: BingX's own for the mode."),
     Variable(
+        "STREAM_DOWN_ALERT_SECONDS",
+        "int",
+        60,
+        "How long an account's user-data stream (run_stream) may be down before alerts.stream_down is raised.",
+        minimum=1,
+        maximum=86400,
+    ),
+    Variable(
         "EXCHANGE_TIMEOUT_SECONDS", "decimal", Decimal("10"), "Timeout of one BingX request.", minimum=0, maximum=120
     ),
     Variable(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,8 @@ LIVE_REST_ROOT = "https://open-api.bingx.com"
 SETTLE = "USDT"
 # ccxt's WS sections; the spot URL must not be a prefix of the linear one (see the reference notes).
 WS_PATHS = {"linear": "/swap-market", "spot": "/market", "inverse": "/cswap-market"}
+# How ccxt words an HTTP 404 (it raises ExchangeNotAvailable): "bingx PUT <url> 404 Not Found <body>".
+_HTTP_404 = re.compile(r"\s404\s")
 
 
 class _BingX(ccxt.bingx):
@@ -291,6 +294,50 @@ class BingXClient:
 
     def set_hedge_mode(self, hedged: bool) -> None:
         self._call("set position mode", self._ccxt.set_position_mode, bool(hedged), repeat=True)
+
+    # --- user-data stream listen keys ------------------------------------------------------------------
+
+    def listen_key_create(self) -> str:
+        """A new listen key for the user-data stream (valid 60 minutes; each extension adds 60 more)."""
+        raw = self._call(
+            "create listen key", self._ccxt.user_auth_private_post_userdatastream, repeat=True, needs_markets=False
+        )
+        key = raw.get("listenKey") if isinstance(raw, dict) else None
+        if not key:  # the one BingX answer without the envelope: a bare {"listenKey": ...}
+            data = raw.get("data") if isinstance(raw, dict) else None
+            key = data.get("listenKey") if isinstance(data, dict) else None
+        if not key:
+            raise ExchangeUnavailable("BingX's listen key answer has no listenKey")
+        return str(key)
+
+    def listen_key_extend(self, listen_key: str) -> bool:
+        """Extend ``listen_key``; False when BingX no longer knows it (HTTP 404: expired or deleted)."""
+
+        def put() -> bool:
+            try:
+                self._ccxt.user_auth_private_put_userdatastream({"listenKey": listen_key})
+            except ccxt.ExchangeNotAvailable as error:  # ccxt files every 404 under it
+                if _HTTP_404.search(str(error)):
+                    return False
+                raise
+            return True
+
+        return self._call("extend listen key", put, repeat=True, needs_markets=False)
+
+    def listen_key_delete(self, listen_key: str) -> None:
+        """Give ``listen_key`` up (its sockets are closed); an unknown key is already gone."""
+
+        def delete() -> None:
+            try:
+                self._ccxt.user_auth_private_delete_userdatastream({"listenKey": listen_key})
+            except ccxt.ExchangeNotAvailable as error:
+                if not _HTTP_404.search(str(error)):
+                    raise
+
+        self._call("delete listen key", delete, repeat=True, needs_markets=False)
+
+    def user_stream_url(self, listen_key: str) -> str:
+        return f"{self.endpoints.ws['linear']}?listenKey={listen_key}"
 
     # --- orders ----------------------------------------------------------------------------------------
 

@@ -1,0 +1,352 @@
+"""The user-data stream consumer against the fake BingX's WebSocket: nothing of ours or ccxt's is mocked.
+
+The consumer (``streams_run``) runs in its own thread and event loop, as ``manage.py run_stream`` runs it,
+with short backoff and timeouts. Orders "placed by hand in BingX's app" are placed on the fake with a real
+ccxt client. Tests that run the consumer use transactional databases: its worker thread has its own
+connection and must see committed rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import OperationalError, connection
+
+from signals_app.models import Signal
+from tests.conftest_bingx import KEY, SECRET
+from tests.factories import RiskLimitsFactory, SymbolProfileFactory, TradingAccountFactory
+from tests.fakes_tests.clients import sync_client
+from trading.audit import Actor
+from trading.exchange.stream import parse_event
+from trading.execution import orders_poll
+from trading.models import BalanceSnapshot, Fill, Order, Position, StreamState
+from trading.services import account_rotate_webhook_secret
+from trading.stream import StreamTimings, external_client_order_id, stream_event_apply, streams_run
+
+BTC = "BTC/USDT:USDT"
+BUY = {"symbol": "BINANCE:BTCUSDT.P", "action": "buy", "price": "65000", "size": {"mode": "qty", "value": "0.01"}}
+WAIT_SECONDS = 8
+FAST = StreamTimings(
+    keepalive_seconds=3600,
+    idle_timeout_seconds=10,
+    connect_timeout_seconds=2,
+    backoff_initial_seconds=0.05,
+    backoff_max_seconds=0.2,
+    down_alert_seconds=60,
+    accounts_refresh_seconds=60,
+)
+_alert_ids = itertools.count(1)
+
+live_db = pytest.mark.django_db(transaction=True)
+
+
+# --- fixtures and helpers -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def account(on_bingx):
+    account = TradingAccountFactory(mode="live", auto_trade=True, api_key=KEY, api_secret=SECRET)
+    RiskLimitsFactory(account=account)
+    SymbolProfileFactory(account=account, symbol=BTC, leverage=5, max_leverage=20, margin_mode="isolated")
+    return account
+
+
+@pytest.fixture
+def send(client, account):
+    secret = account_rotate_webhook_secret(account=account, actor=Actor.system("test"))
+
+    def send(**alert) -> Signal:
+        body = {"secret": secret, "alert_id": f"stream-{next(_alert_ids)}", **alert}
+        response = client.post("/webhook/tradingview", json.dumps(body), content_type="application/json")
+        assert response.status_code == 202, response.json()
+        return Signal.objects.get(pk=response.json()["signal_id"])
+
+    return send
+
+
+@pytest.fixture
+def by_hand(bingx, on_bingx):
+    """A ccxt client on the account, as someone trading in BingX's app would."""
+    client = sync_client(bingx, on_bingx)
+    yield client
+    client.session.close()
+
+
+class Running:
+    def __init__(self, timings: StreamTimings) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.stop = asyncio.Event()
+        self.thread = threading.Thread(target=self._run, args=(timings,), name="test-stream", daemon=True)
+        self.thread.start()
+
+    def _run(self, timings: StreamTimings) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(streams_run(self.stop, timings=timings))
+        self.loop.close()
+
+    def close(self) -> None:
+        """Stop the consumer (and with it its database writes) and wait for it."""
+        if not self.thread.is_alive():
+            return
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(WAIT_SECONDS)
+        assert not self.thread.is_alive(), "the consumer did not stop"
+
+
+@pytest.fixture
+def streaming(account, bingx):
+    """Start the consumer; returns a function that starts it (with other timings if given) once."""
+    started: list[Running] = []
+
+    def start(timings: StreamTimings = FAST, *, connected: bool = True) -> Running:
+        running = Running(timings)
+        started.append(running)
+        if connected:
+            until(lambda: StreamState.objects.filter(account=account, connected=True).exists())
+        return running
+
+    yield start
+    for running in started:
+        running.close()
+
+
+def until(condition, timeout: float = WAIT_SECONDS):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except OperationalError:  # SQLite's shared in-memory test database: a table locked by the consumer
+            result = None
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def retrying(action):
+    """Run ``action`` once it gets the database (SQLite's in-memory test database takes one writer at a time)."""
+    return until(lambda: action() or True)
+
+
+@pytest.fixture
+def listen():
+    layer = get_channel_layer()
+
+    def listen(topic: str):
+        channel = async_to_sync(layer.new_channel)()
+        async_to_sync(layer.group_add)(topic, channel)
+        received: list[dict] = []
+
+        async def drain():
+            while True:
+                try:
+                    received.append(await asyncio.wait_for(layer.receive(channel), timeout=0.05))
+                except TimeoutError:
+                    return list(received)
+
+        return lambda: async_to_sync(drain)()
+
+    yield listen
+    async_to_sync(layer.flush)()
+
+
+def exchange_matches_database(on_bingx, account) -> bool:
+    """Every order's status and executed quantity, and every open position, agree."""
+    for placed in on_bingx.orders:
+        order = Order.objects.filter(account=account, exchange_order_id=str(placed.order_id)).first()
+        if order is None:
+            return False
+        theirs = {"CANCELLED": "canceled", "NEW": "open"}.get(placed.status, placed.status.lower())
+        if order.status != theirs or order.filled_qty != placed.executed_qty:
+            return False
+        if sum(order.fills.values_list("qty", flat=True), Decimal(0)) != placed.executed_qty:
+            return False
+    theirs = {(p.symbol, p.position_side.lower(), p.qty, p.avg_price) for p in on_bingx.positions.values()}
+    ours = {
+        (p.symbol.split("/")[0] + "-USDT", p.side, p.qty, p.entry_price)
+        for p in Position.objects.filter(account=account, status="open")
+    }
+    return theirs == ours
+
+
+# --- the stream reaches the database --------------------------------------------------------------
+
+
+@live_db
+def test_it_records_an_order_placed_by_hand_with_its_fill_position_and_balance(streaming, by_hand, on_bingx, account):
+    stream = streaming()
+
+    placed = by_hand.create_order(BTC, "market", "buy", 0.01)
+
+    until(lambda: Order.objects.filter(exchange_order_id=placed["id"], status="filled").exists())
+    until(lambda: BalanceSnapshot.objects.filter(account=account, wallet_balance=on_bingx.wallet_balance).exists())
+    stream.close()
+    order = Order.objects.get(exchange_order_id=placed["id"])
+    assert order.client_order_id == external_client_order_id(placed["id"]) == f"x{placed['id']}"
+    assert (order.signal, order.purpose, order.side, order.filled_qty) == (None, "entry", "buy", Decimal("0.01"))
+    [fill] = order.fills.all()
+    assert (fill.exchange_trade_id, fill.qty, fill.price) == (f"{placed['id']}:0.01", Decimal("0.01"), Decimal("65000"))
+    position = Position.objects.get(account=account, status="open")
+    assert (position.side, position.qty, position.entry_price) == ("long", Decimal("0.01"), Decimal("65000"))
+    assert StreamState.objects.get(account=account).last_event_at is not None
+
+
+@live_db
+def test_an_entry_filled_while_streaming_gets_its_stop_loss_exactly_once(streaming, send, bingx, on_bingx, account):
+    signal = send(**{**BUY, "order_type": "limit", "price": "64000"}, sl={"price": "63000"})
+    stream = streaming()
+
+    bingx.set_mark_price("BTC-USDT", "63900")  # the limit fills: the stream sees it first
+    if connection.vendor != "postgresql":  # SQLite's test database cannot take the poller's writes meanwhile
+        until(lambda: Order.objects.filter(signal=signal, purpose="stop_loss", status="open").exists())
+    retrying(lambda: orders_poll(account=account))  # and the poller finds it filled too
+
+    until(lambda: Order.objects.filter(signal=signal, purpose="stop_loss", status="open").exists())
+    until(lambda: exchange_matches_database(on_bingx, account))
+    stream.close()
+    assert [o.type for o in on_bingx.orders].count("STOP_MARKET") == 1
+    assert Order.objects.filter(signal=signal, purpose="stop_loss").count() == 1
+
+
+# --- idempotency -----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_duplicated_and_out_of_order_events_change_nothing_twice(by_hand, on_bingx, account, bingx):
+    by_hand.create_order(BTC, "market", "buy", 0.01)
+    bingx.set_mark_price("BTC-USDT", "66000")
+    by_hand.create_order(BTC, "market", "sell", 0.01, None, {"reduceOnly": True})
+    events = [parse_event(raw) for raw in on_bingx.events]
+    assert [type(e).__name__ for e in events].count("AccountUpdate") == 2
+
+    for event in events:
+        stream_event_apply(account=account, event=event)
+    first = (
+        sorted(Order.objects.values_list("client_order_id", "status", "filled_qty")),
+        sorted(Fill.objects.values_list("exchange_trade_id", "qty", "realized_pnl")),
+        list(Position.objects.values_list("status", "qty", "close_reason", "realized_pnl")),
+        BalanceSnapshot.objects.count(),
+    )
+    for event in [*events, *reversed(events)]:  # every event again, then all of them newest first
+        stream_event_apply(account=account, event=event)
+
+    again = (
+        sorted(Order.objects.values_list("client_order_id", "status", "filled_qty")),
+        sorted(Fill.objects.values_list("exchange_trade_id", "qty", "realized_pnl")),
+        list(Position.objects.values_list("status", "qty", "close_reason", "realized_pnl")),
+        BalanceSnapshot.objects.count(),
+    )
+    assert again == first
+    assert [status for _, status, _ in first[0]] == ["filled", "filled"]
+    assert len(first[1]) == 2
+    assert first[2] == [("closed", Decimal("0"), "manual", Decimal("10"))]  # (66000 - 65000) x 0.01
+
+
+# --- gaps, keys, closes ------------------------------------------------------------------------------
+
+
+@live_db
+def test_fills_while_the_connection_is_down_are_reconciled_after_it_comes_back(
+    streaming, send, bingx, on_bingx, account
+):
+    send(**{**BUY, "order_type": "limit", "price": "64000"})
+    send(**{**BUY, "order_type": "limit", "price": "63000", "size": {"mode": "qty", "value": "0.02"}})
+    stream = streaming(StreamTimings(**{**FAST.__dict__, "backoff_initial_seconds": 0.6, "backoff_max_seconds": 0.6}))
+    first, second = on_bingx.orders
+
+    bingx.drop_ws_connections()
+    until(lambda: not bingx.ws_connections)
+    on_bingx.fill_order(first.order_id)
+    on_bingx.fill_order(second.order_id, Decimal("0.01"))  # half of it
+    assert not exchange_matches_database(on_bingx, account)  # nobody listening
+
+    until(lambda: exchange_matches_database(on_bingx, account))
+    until(lambda: StreamState.objects.filter(account=account, connected=True).exists())
+    stream.close()
+    assert exchange_matches_database(on_bingx, account)
+    assert Position.objects.get(status="open").qty == Decimal("0.02")
+
+
+@live_db
+def test_an_expired_listen_key_is_replaced_and_events_keep_flowing(streaming, by_hand, bingx, account):
+    streaming()
+    [old_key] = bingx.listen_keys
+
+    bingx.expire_listen_key(old_key)
+    until(lambda: bingx.listen_keys and old_key not in bingx.listen_keys and bingx.ws_connections)
+    placed = by_hand.create_order(BTC, "market", "buy", 0.01)
+
+    until(lambda: Order.objects.filter(exchange_order_id=placed["id"], status="filled").exists())
+    assert [connection.listen_key for connection in bingx.ws_connections] == list(bingx.listen_keys)
+
+
+@live_db
+def test_a_stop_loss_hit_on_bingx_closes_the_position_with_its_loss_and_cause(
+    streaming, send, bingx, on_bingx, account, listen
+):
+    signal = send(**BUY, sl={"pct": "1.5"}, tp=[{"pct": "2", "size_pct": 100}])  # stop at 64025
+    stream = streaming()
+    closed = listen("positions.closed")
+
+    bingx.set_mark_price("BTC-USDT", "64000")
+
+    until(lambda: Order.objects.get(signal=signal, purpose="take_profit_1").status == "canceled")
+    until(lambda: Position.objects.filter(account=account, status="closed").exists())
+    stream.close()
+    position = Position.objects.get(account=account)
+    assert (position.close_reason, position.realized_pnl) == ("stop_loss", Decimal("-10"))
+    assert Order.objects.get(signal=signal, purpose="stop_loss").status == "filled"
+    [event] = until(closed)
+    assert (event["cause"], Decimal(event["realized_pnl"]), event["position_id"]) == ("stop_loss", -10, position.pk)
+
+
+@live_db
+def test_a_close_by_hand_on_bingx_closes_the_position_as_manual(streaming, send, by_hand, bingx, account, listen):
+    send(**BUY, sl={"pct": "5"})
+    stream = streaming()
+    closed = listen("positions.closed")
+    bingx.set_mark_price("BTC-USDT", "66000")
+
+    placed = by_hand.create_order(BTC, "market", "sell", 0.01, None, {"reduceOnly": True})
+
+    until(lambda: Order.objects.get(purpose="stop_loss").status == "canceled")
+    until(lambda: Position.objects.filter(account=account, status="closed").exists())
+    stream.close()
+    position = Position.objects.get(account=account)
+    assert (position.close_reason, position.realized_pnl) == ("manual", Decimal("10"))
+    manual = Order.objects.get(exchange_order_id=placed["id"])
+    assert (manual.purpose, manual.reduce_only, manual.signal) == ("close", True, None)
+    assert [e["cause"] for e in until(closed)] == ["manual"]
+
+
+# --- health -------------------------------------------------------------------------------------------
+
+
+@live_db
+def test_it_alerts_when_the_stream_stays_down_and_says_when_it_is_back(
+    streaming, settings, bingx, account, listen, caplog
+):
+    ws_url = settings.BINGX_WS_URL
+    settings.BINGX_WS_URL = "ws://127.0.0.1:9/swap-market"  # nothing listens there
+    down, back = listen("alerts.stream_down"), listen("alerts.stream_restored")
+    stream = streaming(StreamTimings(**{**FAST.__dict__, "down_alert_seconds": 0.5}), connected=False)
+
+    [alert] = until(down)
+    assert alert["account_id"] == account.pk and "down for" in alert["message"]
+    state = until(lambda: StreamState.objects.filter(account=account, down_alerted_at__isnull=False).first())
+    assert (state.connected, bool(state.last_error)) == (False, True)
+    assert "user-data stream down" in caplog.text
+
+    settings.BINGX_WS_URL = ws_url
+    until(lambda: StreamState.objects.filter(account=account, connected=True).exists())
+    assert len(until(back)) == 1
+    stream.close()
+    assert StreamState.objects.get(account=account).down_alerted_at is None

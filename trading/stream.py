@@ -1,0 +1,607 @@
+"""The BingX user-data stream consumer (``manage.py run_stream``): what BingX pushes, applied as it happens.
+
+Per account, ``AccountStream`` keeps a listen key (created, extended every ``keepalive_seconds``, recreated
+when BingX refuses it), holds the WebSocket (``trading.exchange.stream``), and reconnects with exponential
+backoff and jitter. After every (re)connect it reconciles over REST (``stream_reconcile``) before applying
+what the socket delivered meanwhile, so a gap is never trusted to the stream.
+
+Events are applied by the plain service functions below (``stream_order_apply``, ``stream_account_apply``),
+run on one worker thread per account (in BingX's order; the database and ccxt are synchronous). They are
+idempotent: a fill is recorded once (``order_apply`` keys it by order id and cumulative quantity, as the REST
+poller does), an order's status only moves forward, and an ACCOUNT_UPDATE older than the last one applied is
+skipped. Each applied change is published on the channel layer after commit: ``orders.executed`` (a fill),
+``positions.updated``, ``positions.closed`` (with its cause), ``balances.updated``, and ``alerts.stream_down``
+/ ``alerts.stream_restored`` when the stream has been down for ``STREAM_DOWN_ALERT_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from signals_app.events import publish
+from trading.audit import Actor, audit_record
+from trading.exchange.client import client_for
+from trading.exchange.clock import clock_reading
+from trading.exchange.errors import ExchangeError
+from trading.exchange.stream import (
+    AccountUpdate,
+    ListenKeyExpired,
+    OrderUpdate,
+    StreamClosed,
+    StreamEvent,
+    stream_session,
+    user_stream,
+)
+from trading.execution import (
+    LIQUIDATION_ORDER_TYPE,
+    balance_sync,
+    close_reason_for,
+    exchange_accounts,
+    order_apply,
+    order_filled_follow_up,
+    orders_poll,
+    position_close_recorded,
+    positions_sync,
+)
+from trading.models import BalanceSnapshot, Order, Position, StreamState, SymbolProfile, TradingAccount
+from trading.resync import ResyncBusy, resync_account
+
+logger = logging.getLogger(__name__)
+
+STREAM = Actor.system("bingx-stream")
+OS = Order.Status
+ZERO = Decimal("0")
+SETTLE = "USDT"
+RECENT_DIGESTS = 50
+# After a reconcile, account updates stamped before it began are older than what REST just read. The cut
+# is set this much earlier, for the uncertainty of our estimate of BingX's clock.
+RECONCILE_CUT_MARGIN_MS = 1000
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StreamTimings:
+    """How the consumer paces itself. BingX: a listen key lives 60 minutes, each PUT adds 60; the server
+    pings every few seconds, so a minute of silence means the socket is dead."""
+
+    keepalive_seconds: float = 30 * 60
+    idle_timeout_seconds: float = 60
+    connect_timeout_seconds: float = 10
+    backoff_initial_seconds: float = 1
+    backoff_max_seconds: float = 60
+    down_alert_seconds: float = 60
+    accounts_refresh_seconds: float = 60  # how often run_stream looks for accounts added or switched off
+
+    @classmethod
+    def from_settings(cls, **overrides: float) -> StreamTimings:
+        return cls(down_alert_seconds=float(settings.STREAM_DOWN_ALERT_SECONDS), **overrides)
+
+
+# --- applying events (sync; one worker thread per account) ---------------------------------------------
+
+
+def stream_event_apply(*, account: TradingAccount, event: StreamEvent) -> None:
+    """Apply one parsed stream event to the database (idempotent), then note the stream is alive."""
+    if isinstance(event, OrderUpdate):
+        stream_order_apply(account=account, update=event)
+    elif isinstance(event, AccountUpdate):
+        stream_account_apply(account=account, update=event)
+    if not isinstance(event, ListenKeyExpired):
+        StreamState.objects.update_or_create(account=account, defaults={"last_event_at": timezone.now()})
+
+
+def stream_order_apply(*, account: TradingAccount, update: OrderUpdate) -> Order | None:
+    """An ORDER_TRADE_UPDATE: record the order if it is not ours, apply its state, follow up a fill."""
+    order = _order_for(account, update)
+    if order is None:
+        return None
+    state = update.order
+    increase = state.filled_qty - order.filled_qty
+    if increase > 0 and update.last_qty and increase != update.last_qty:
+        # Trades were missed (a gap): this event's rp covers only its own, REST has the order's total.
+        state = _rest_state(order) or state
+    before = order.status
+    fills = order_apply(
+        order=order,
+        state=state,
+        actor=STREAM,
+        trade_qty=update.last_qty if state is update.order else None,
+        trade_realized_pnl=update.trade_realized_pnl,
+    )
+    for fill in fills:
+        publish(
+            "orders.executed",
+            order.signal,
+            account_id=account.pk,
+            order_id=order.pk,
+            client_order_id=order.client_order_id,
+            exchange_order_id=order.exchange_order_id,
+            purpose=order.purpose,
+            symbol=order.symbol,
+            side=order.side,
+            fill_qty=str(fill.qty),
+            fill_price=str(fill.price),
+            filled_qty=str(order.filled_qty),
+            order_status=order.status,
+            realized_pnl=str(fill.realized_pnl),
+            source="stream",
+        )
+    if order.status == OS.FILLED and before != OS.FILLED:
+        close_reason = Position.CloseReason.LIQUIDATION if update.is_liquidation else None
+        try:
+            order_filled_follow_up(order, client_for(account), STREAM, close_reason=close_reason)
+        except ExchangeError as error:  # the reconcile after the next reconnect or the resync completes it
+            logger.error("stream: follow-up of filled %s failed: %s", order.client_order_id, error)
+            publish(
+                "alerts.stream_follow_up_failed",
+                None,
+                account_id=account.pk,
+                account=account.name,
+                message=f"{order.purpose} {order.client_order_id} filled; follow-up failed: {error}",
+            )
+    return order
+
+
+def _order_for(account: TradingAccount, update: OrderUpdate) -> Order | None:
+    """Our row for the order (by exchange id, else by our client id), or a new one for an order placed
+    outside the platform, so its fills are never lost."""
+    state = update.order
+    orders = Order.objects.filter(account=account).select_related("signal")
+    order = orders.filter(exchange_order_id=state.exchange_order_id).first() if state.exchange_order_id else None
+    if order is None and state.client_order_id:
+        order = orders.filter(client_order_id=state.client_order_id).first()
+    if order is not None or not state.exchange_order_id:
+        return order
+    qty = max(state.qty or ZERO, state.filled_qty)
+    if qty <= 0:
+        logger.warning("stream: order %s has no quantity; not recorded", state.exchange_order_id)
+        return None
+    reduce_only = state.reduce_only or _reduces(account, state)
+    client_order_id = external_client_order_id(state.exchange_order_id)
+    with transaction.atomic():
+        order, created = Order.objects.get_or_create(
+            client_order_id=client_order_id,
+            defaults={
+                "account": account,
+                "signal": None,
+                "exchange_order_id": state.exchange_order_id,
+                "symbol": state.symbol,
+                "side": state.side,
+                "position_side": state.position_side if state.position_side in ("long", "short") else "both",
+                "order_type": LIQUIDATION_ORDER_TYPE if update.is_liquidation else state.order_type,
+                "purpose": Order.Purpose.CLOSE if reduce_only else Order.Purpose.ENTRY,
+                "qty": qty,
+                "price": state.price,
+                "trigger_price": state.trigger_price,
+                "reduce_only": reduce_only,
+            },
+        )
+        if created:
+            audit_record(
+                actor=STREAM,
+                action="order.external_recorded",
+                instance=order,
+                after={"exchange_order_id": state.exchange_order_id, "client_order_id": state.client_order_id},
+                reason="placed outside TVBingX (BingX app, liquidation); seen on the user-data stream",
+            )
+    return order
+
+
+def external_client_order_id(exchange_order_id: str) -> str:
+    """The client id we give an order placed outside the platform: "x" + BingX's id (lowercase, <= 40)."""
+    return f"x{exchange_order_id}".lower()[:40]
+
+
+def _reduces(account: TradingAccount, state) -> bool:
+    """Whether an order that does not say so reduces a position: in hedge mode its position side tells
+    (a sell on LONG closes it); in one-way mode, whether it is against the position we hold."""
+    if state.position_side in ("long", "short"):
+        return (state.side == "sell") == (state.position_side == "long")
+    held = "long" if state.side == "sell" else "short"
+    return Position.objects.filter(
+        account=account, symbol=state.symbol, side=held, status=Position.Status.OPEN
+    ).exists()
+
+
+def _rest_state(order: Order):
+    try:
+        return client_for(order.account).order(order.symbol, order.exchange_order_id)
+    except ExchangeError as error:
+        logger.warning("stream: %s not readable over REST: %s", order.client_order_id, error)
+        return None
+
+
+def stream_account_apply(*, account: TradingAccount, update: AccountUpdate) -> bool:
+    """An ACCOUNT_UPDATE: positions follow it (a held one reported at 0 is closed with its cause), and the
+    wallet becomes a balance snapshot. Returns False for an event older than, or the same as, the last one."""
+    digest = _digest(update)
+    with transaction.atomic():
+        stream_state, _ = StreamState.objects.select_for_update().get_or_create(account=account)
+        if update.event_ms < stream_state.account_event_ms or digest in stream_state.account_event_digests:
+            return False
+        stream_state.account_event_ms = update.event_ms
+        stream_state.account_event_digests = [*stream_state.account_event_digests, digest][-RECENT_DIGESTS:]
+        stream_state.save(update_fields=["account_event_ms", "account_event_digests", "updated_at"])
+        changed = [_position_follow(account, reported) for reported in update.positions]
+        snapshot = _balance_record(account, update)
+    if any(changed):
+        publish("positions.updated", None, account_id=account.pk, account=account.name, source="stream")
+    if snapshot is not None:
+        publish("balances.updated", None, account_id=account.pk, account=account.name, source="stream")
+    return True
+
+
+def _digest(update: AccountUpdate) -> str:
+    seen = repr((update.event_ms, update.reason, update.balances, update.positions))
+    return hashlib.sha256(seen.encode()).hexdigest()
+
+
+def _position_follow(account: TradingAccount, reported) -> bool:
+    position = (
+        Position.objects.select_for_update()
+        .filter(account=account, symbol=reported.symbol, side=reported.side, status=Position.Status.OPEN)
+        .first()
+    )
+    if reported.qty == 0:
+        if position is None:
+            return False
+        return position_close_recorded(position=position, reason=_close_cause(position), actor=STREAM)
+    fields = {
+        "qty": reported.qty,
+        "entry_price": reported.entry_price,
+        "unrealized_pnl": reported.unrealized_pnl,
+        "margin_mode": reported.margin_mode,
+    }
+    if position is None:
+        profile = SymbolProfile.objects.filter(account=account, symbol=reported.symbol).first()
+        Position.objects.create(
+            account=account,
+            symbol=reported.symbol,
+            side=reported.side,
+            opened_at=timezone.now(),
+            leverage=profile.leverage if profile else account.default_leverage,
+            **fields,
+        )
+        return True
+    if all(getattr(position, name) == value for name, value in fields.items()):
+        return False
+    for name, value in fields.items():
+        setattr(position, name, value)
+    position.save(update_fields=[*fields, "updated_at"])
+    return True
+
+
+def _close_cause(position: Position) -> str:
+    """The cause of a close we learn from the stream: the last reduce-only fill on the position tells."""
+    closing_side = "sell" if position.side == "long" else "buy"
+    last = (
+        Order.objects.filter(
+            account=position.account,
+            symbol=position.symbol,
+            side=closing_side,
+            reduce_only=True,
+            fills__executed_at__gte=position.opened_at,
+        )
+        .select_related("signal")
+        .order_by("-fills__executed_at")
+        .first()
+    )
+    return close_reason_for(last) if last is not None else Position.CloseReason.RECONCILIATION
+
+
+def _balance_record(account: TradingAccount, update: AccountUpdate) -> BalanceSnapshot | None:
+    """A snapshot from the pushed wallet. BingX pushes the wallet (wb) and cross wallet (cw) only; equity,
+    margin in use and available margin are derived from our open positions (the REST snapshot after each
+    trade and reconcile gives BingX's exact figures)."""
+    row = next((balance for balance in update.balances if balance.asset == SETTLE), None)
+    if row is None:
+        return None
+    unrealized, used = ZERO, ZERO
+    for position in Position.objects.filter(account=account, status=Position.Status.OPEN):
+        unrealized += position.unrealized_pnl
+        used += position.qty * position.entry_price / max(position.leverage, 1)
+    equity = row.wallet_balance + unrealized
+    return BalanceSnapshot.objects.create(
+        account=account,
+        asset=SETTLE,
+        equity=equity,
+        available=max(min(row.cross_wallet_balance, equity - used), ZERO).quantize(Decimal("0.00000001")),
+        wallet_balance=row.wallet_balance,
+        unrealized_pnl=unrealized,
+        used_margin=used.quantize(Decimal("0.00000001")),
+        taken_at=timezone.now(),
+    )
+
+
+# --- stream health -------------------------------------------------------------------------------------
+
+
+def stream_reconcile(*, account: TradingAccount) -> None:
+    """Make the database match BingX over REST before the stream is trusted again (after every connect).
+
+    ``resync_account`` does it (orders, fills and orders placed by hand during the gap, positions, balance).
+    When a resync of the account is already running (Celery beat), the poller's path stands in: orders
+    first (a stop loss filled during the gap closes its position with that cause), positions, the balance.
+    """
+    client = client_for(account)
+    reading = clock_reading(client.endpoints.rest_root)
+    began_ms = int(time.time() * 1000) + (reading.offset_ms if reading else 0)
+    try:
+        resync_account(account=account, apply=True, actor=STREAM)
+    except ResyncBusy:
+        orders_poll(account=account, actor=STREAM)
+        positions_sync(account=account, client=client, actor=STREAM)
+        balance_sync(account=account, client=client)
+    cut = began_ms - RECONCILE_CUT_MARGIN_MS
+    StreamState.objects.get_or_create(account=account)
+    StreamState.objects.filter(account=account, account_event_ms__lt=cut).update(account_event_ms=cut)
+
+
+def stream_mark_connected(*, account: TradingAccount, was_alerted: bool) -> None:
+    now = timezone.now()
+    StreamState.objects.update_or_create(
+        account=account,
+        defaults={"connected": True, "last_connected_at": now, "last_error": "", "down_alerted_at": None},
+    )
+    if was_alerted:
+        logger.warning("stream of %s is back", account.name)
+        publish("alerts.stream_restored", None, account_id=account.pk, account=account.name, message="stream is back")
+
+
+def stream_mark_down(*, account_id: int, reason: str) -> None:
+    StreamState.objects.update_or_create(
+        account_id=account_id,
+        defaults={"connected": False, "last_disconnected_at": timezone.now(), "last_error": reason[:2000]},
+    )
+
+
+def stream_alert_down(*, account_id: int, seconds: float, reason: str) -> None:
+    account = TradingAccount.objects.filter(pk=account_id).first()
+    name = account.name if account else str(account_id)
+    message = f"user-data stream down for {seconds:.0f}s: {reason}"
+    logger.error("stream of %s: %s", name, message)
+    StreamState.objects.update_or_create(account_id=account_id, defaults={"down_alerted_at": timezone.now()})
+    publish("alerts.stream_down", None, account_id=account_id, account=name, message=message)
+
+
+# --- the consumer (async) ------------------------------------------------------------------------------
+
+
+class Backoff:
+    """Exponential backoff with jitter: each wait is between half and all of initial x 2^n, capped."""
+
+    def __init__(self, initial: float, cap: float) -> None:
+        self.initial, self.cap, self.attempt = initial, cap, 0
+
+    def next(self) -> float:
+        ceiling = min(self.cap, self.initial * 2**self.attempt)
+        self.attempt += 1
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+_OPEN = object()  # queue marker: the socket is open
+_END = object()  # queue marker: the socket is gone, nothing follows
+
+
+class AccountStream:
+    """One account's stream, from listen key to applied events, until ``stop`` is set."""
+
+    def __init__(self, account_id: int, timings: StreamTimings) -> None:
+        self.account_id = account_id
+        self.timings = timings
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stream-{account_id}")
+        self.account: TradingAccount | None = None
+        self.listen_key: str | None = None
+        self.down_since: float | None = None
+        self.down_reason = "not connected yet"
+        self.alerted = False
+
+    async def sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on this account's worker thread (its DB connection and ccxt client live there)."""
+
+        def call() -> T:
+            close_old_connections()
+            return fn(*args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        self.down_since = loop.time()
+        backoff = Backoff(self.timings.backoff_initial_seconds, self.timings.backoff_max_seconds)
+        watchdog = asyncio.create_task(self._watch_down(stop))
+        try:
+            async with stream_session() as session:
+                while not stop.is_set():
+                    try:
+                        self.account = await self.sync(TradingAccount.objects.get, pk=self.account_id)
+                        await self._connection(session, stop, backoff)
+                        reason = "stopped"
+                    except StreamClosed as closed:
+                        reason = str(closed)
+                        if closed.key_refused:
+                            self.listen_key = None
+                    except ExchangeError as error:
+                        reason = f"BingX: {error}"
+                    except Exception as error:  # noqa: BLE001 - a bug must not end the account's stream
+                        logger.exception("stream of account %s failed", self.account_id)
+                        reason = f"{type(error).__name__}: {error}"
+                    await self._went_down(reason)
+                    if stop.is_set():
+                        break
+                    delay = backoff.next()
+                    logger.warning("stream of account %s down (%s); again in %.1fs", self.account_id, reason, delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            await self._release()
+
+    async def _connection(self, session, stop: asyncio.Event, backoff: Backoff) -> None:
+        """One listen key + socket: reconcile once it is open, then apply its events in order until it ends."""
+        self.listen_key = await self.sync(self._listen_key_ready, self.listen_key)
+        url = await self.sync(lambda key: client_for(self.account).user_stream_url(key), self.listen_key)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        failure: list[StreamClosed] = []
+
+        async def read() -> None:
+            # Reads (and answers Ping) while the applier is busy, so a slow reconcile costs no heartbeat.
+            stream = user_stream(
+                session,
+                url,
+                idle_timeout=self.timings.idle_timeout_seconds,
+                connect_timeout=self.timings.connect_timeout_seconds,
+            )
+            try:
+                async with contextlib.aclosing(stream):
+                    async for event in stream:
+                        queue.put_nowait(_OPEN if event is None else event)
+            except StreamClosed as closed:
+                failure.append(closed)
+            finally:
+                queue.put_nowait(_END)
+
+        async def apply() -> None:
+            if await queue.get() is not _OPEN:
+                return
+            opened = loop.time()
+            await self.sync(stream_reconcile, account=self.account)
+            await self.sync(stream_mark_connected, account=self.account, was_alerted=self.alerted)
+            self.down_since, self.alerted = None, False
+            logger.info("stream of %s connected and reconciled", self.account.name)
+            while (event := await queue.get()) is not _END:
+                await self.sync(stream_event_apply, account=self.account, event=event)
+                backoff.reset()  # events flow: the next drop starts the backoff afresh
+            if loop.time() - opened >= self.timings.idle_timeout_seconds:
+                backoff.reset()
+
+        async def keep_alive() -> None:
+            while True:
+                await asyncio.sleep(self.timings.keepalive_seconds)
+                if not await self.sync(client_for(self.account).listen_key_extend, self.listen_key):
+                    raise StreamClosed("listen key refused on extension (404)", key_refused=True)
+
+        reader = asyncio.create_task(read())
+        applier, keeper, stopper = (asyncio.create_task(job) for job in (apply(), keep_alive(), stop.wait()))
+        try:
+            done, _ = await asyncio.wait([applier, keeper, stopper], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raises what ended it (a refused key, a failed reconcile)
+        finally:
+            for task in (reader, applier, keeper, stopper):
+                task.cancel()
+            await asyncio.gather(reader, applier, keeper, stopper, return_exceptions=True)
+        if stop.is_set():
+            return
+        raise failure[0] if failure else StreamClosed("socket ended")
+
+    def _listen_key_ready(self, key: str | None) -> str:
+        client = client_for(self.account)
+        if key and client.listen_key_extend(key):
+            return key
+        return client.listen_key_create()
+
+    async def _went_down(self, reason: str) -> None:
+        self.down_reason = reason
+        if self.down_since is None:
+            self.down_since = asyncio.get_running_loop().time()
+        with contextlib.suppress(Exception):
+            await self.sync(stream_mark_down, account_id=self.account_id, reason=reason)
+
+    async def _watch_down(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        limit = self.timings.down_alert_seconds
+        tick = max(0.05, min(1.0, limit / 4))
+        while not stop.is_set():
+            await asyncio.sleep(tick)
+            if self.down_since is None or self.alerted:
+                continue
+            down_for = loop.time() - self.down_since
+            if down_for >= limit:
+                self.alerted = True
+                try:
+                    await self.sync(
+                        stream_alert_down, account_id=self.account_id, seconds=down_for, reason=self.down_reason
+                    )
+                except Exception:  # noqa: BLE001 - the alert must not end the watch
+                    logger.exception("stream of account %s: down alert failed", self.account_id)
+
+    async def _release(self) -> None:
+        """Give the listen key up and close this thread's database connection."""
+
+        def release() -> None:
+            try:
+                if self.listen_key and self.account is not None:
+                    client_for(self.account).listen_key_delete(self.listen_key)
+            except ExchangeError as error:
+                logger.info("listen key of account %s not deleted: %s", self.account_id, error)
+            finally:
+                connection.close()
+
+        with contextlib.suppress(Exception):
+            await self.sync(release)
+        self.executor.shutdown(wait=False)
+
+
+def stream_accounts() -> list[TradingAccount]:
+    """Active live/demo accounts with an API key pair: the ones ``run_stream`` follows."""
+    return [account for account in exchange_accounts() if account.has_api_credentials]
+
+
+async def streams_run(
+    stop: asyncio.Event, *, timings: StreamTimings | None = None, account_names: Iterable[str] = ()
+) -> None:
+    """Run one ``AccountStream`` per active live/demo account (or the named ones) until ``stop`` is set;
+    accounts switched on or off are picked up every ``accounts_refresh_seconds``."""
+    timings = timings or StreamTimings.from_settings()
+    names = set(account_names)
+    running: dict[int, tuple[asyncio.Event, asyncio.Task]] = {}
+    lookup = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-accounts")
+
+    def wanted() -> set[int]:
+        close_old_connections()
+        try:
+            return {account.pk for account in stream_accounts() if not names or account.name in names}
+        finally:
+            connection.close()
+
+    try:
+        while not stop.is_set():
+            ids = await asyncio.get_running_loop().run_in_executor(lookup, wanted)
+            for account_id in ids - running.keys():
+                own_stop = asyncio.Event()
+                task = asyncio.create_task(AccountStream(account_id, timings).run(own_stop))
+                running[account_id] = (own_stop, task)
+                logger.info("stream of account %s started", account_id)
+            for account_id in set(running) - ids:
+                own_stop, task = running.pop(account_id)
+                own_stop.set()
+                await task
+                logger.info("stream of account %s stopped (account switched off)", account_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timings.accounts_refresh_seconds)
+    finally:
+        for own_stop, _ in running.values():
+            own_stop.set()
+        await asyncio.gather(*(task for _, task in running.values()), return_exceptions=True)
+        lookup.shutdown(wait=False)
