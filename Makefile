@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: run test lint setup worker beat field-key clean
+.PHONY: run test lint setup worker beat stream field-key clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "TVBingX needs Python 3.11 or newer"'
@@ -41,12 +41,16 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## worker / beat: the Celery processes for production (REDIS_URL set).
+## worker / beat / stream: the background processes for production (REDIS_URL set).
 worker: $(VENV)/.base-installed
 	$(BIN)/celery -A tvbingx worker --loglevel INFO
 
 beat: $(VENV)/.base-installed
 	$(BIN)/celery -A tvbingx beat --loglevel INFO
+
+## stream: the BingX user-data stream consumer for live/demo accounts.
+stream: $(VENV)/.base-installed
+	$(BIN)/python manage.py run_stream
 
 ## field-key: print a new key for FIELD_ENCRYPTION_KEYS.
 field-key: $(VENV)/.base-installed
