@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 from django.db import transaction
 
@@ -43,27 +45,58 @@ def _send(topic: str, payload: dict[str, Any]) -> None:
         logger.warning("could not publish %s", topic, exc_info=True)
 
 
+async def _groups_with_members(layer, topics: set[str]) -> set[str]:
+    """The topics whose group has a live member: for the others group_send would send nothing.
+
+    On channels_redis, group_send costs two Redis round trips even when nobody listens (the usual case: a
+    dashboard is rarely open). One ZCOUNT per topic and batch answers the same question: a member counts
+    while its score (the time it joined) is newer than group_expiry, exactly the members group_send keeps.
+    Expired members stay until a group_send to their group removes them, as they do while no event comes.
+    Any other layer, or a failed count, gets its group_send per event as before.
+    """
+    if not isinstance(layer, RedisChannelLayer):
+        return topics
+    live_after = f"({int(time.time()) - layer.group_expiry}"
+    audience = set()
+    for topic in topics:
+        try:
+            connection = layer.connection(layer.consistent_hash(topic))
+            if await connection.zcount(layer._group_key(topic), live_after, "+inf"):
+                audience.add(topic)
+        except Exception:  # group_send decides, and logs its own failure
+            audience.add(topic)
+    return audience
+
+
 class _EventSender:
-    """Sends events from one background thread with its own event loop, one at a time, in publishing order.
+    """Sends events from one background thread with its own event loop, in batches, in publishing order.
 
     The loop lives as long as the process, so the channel layer keeps its connections between events (a
-    fresh loop per event would open a fresh Redis connection each time). One consumer drains a bounded
-    queue: a burst neither reorders events nor exhausts the connection pool, and when Redis is down the
+    fresh loop per event would open a fresh Redis connection each time). One consumer sends one batch at a
+    time: a burst neither reorders events nor exhausts the connection pool, and when Redis is down the
     backlog is capped (events are at-most-once by design; the database has the truth).
+
+    Batches: an event waits at most BATCH_SECONDS for others to join it. Waking the loop and asking Redis
+    who listens cost ~0.2 ms of CPU per event under load (the thread contends for the GIL with the
+    webhook's requests); per batch it is paid once, and a batch nobody listens to costs one ZCOUNT. The
+    dashboard, the one listener, already gathers events for 150 ms before it refreshes.
     """
 
     QUEUE_LIMIT = 10_000
+    BATCH_SECONDS = 0.02
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue | None = None
         self._lock = threading.Lock()
+        self._pending: list[tuple[str, dict[str, Any]]] = []  # submitted, not yet taken by the consumer
+        self._flush_scheduled = False  # a wake-up of the consumer is on its way for the pending events
+        self._ready: asyncio.Event | None = None
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                self._queue = asyncio.Queue(maxsize=self.QUEUE_LIMIT)
+                self._ready = asyncio.Event()
                 threading.Thread(target=loop.run_forever, name="events", daemon=True).start()
                 asyncio.run_coroutine_threadsafe(self._consume(), loop)
                 self._loop = loop
@@ -71,22 +104,37 @@ class _EventSender:
 
     async def _consume(self) -> None:
         while True:
-            topic, payload = await self._queue.get()
+            await self._ready.wait()
+            self._ready.clear()
+            with self._lock:
+                batch, self._pending = self._pending, []
+                self._flush_scheduled = False  # from here a new event schedules the next batch
             layer = get_channel_layer()
-            try:
-                if layer is not None:
+            if layer is None or not batch:
+                continue
+            audience = await _groups_with_members(layer, {topic for topic, _ in batch})
+            for topic, payload in batch:  # in publishing order
+                if topic not in audience:
+                    continue
+                try:
                     await layer.group_send(topic, payload)
-            except Exception:  # a lost event must never fail anything
-                logger.warning("could not publish %s", topic, exc_info=True)
+                except Exception:  # a lost event must never fail anything
+                    logger.warning("could not publish %s", topic, exc_info=True)
 
-    def _enqueue(self, item: tuple[str, dict[str, Any]]) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            logger.warning("event backlog full; %s dropped", item[0])
+    def _flush_later(self) -> None:
+        self._loop.call_later(self.BATCH_SECONDS, self._ready.set)
 
     def submit(self, topic: str, payload: dict[str, Any]) -> None:
-        self._start().call_soon_threadsafe(self._enqueue, (topic, payload))
+        loop = self._start()
+        with self._lock:
+            if len(self._pending) >= self.QUEUE_LIMIT:
+                logger.warning("event backlog full; %s dropped", topic)
+                return
+            self._pending.append((topic, payload))
+            if self._flush_scheduled:  # the batch is open: no wake-up per event
+                return
+            self._flush_scheduled = True
+        loop.call_soon_threadsafe(self._flush_later)
 
 
 _sender = _EventSender()

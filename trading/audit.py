@@ -57,9 +57,24 @@ def audit_record(
     after: dict[str, Any] | None = None,
     reason: str = "",
 ):
+    event = audit_event_new(actor=actor, action=action, instance=instance, before=before, after=after, reason=reason)
+    event.save(force_insert=True)
+    return event
+
+
+def audit_event_new(
+    *,
+    actor: Actor,
+    action: str,
+    instance: models.Model | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str = "",
+):
+    """The AuditEvent audit_record stores, not saved yet: for a caller that inserts it its own way."""
     from trading.models import AuditEvent
 
-    return AuditEvent.objects.create(
+    return AuditEvent(
         actor_type=actor.kind,
         actor_id=actor.identifier,
         actor_label=actor.label,

@@ -4,6 +4,7 @@ import asyncio
 import time
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
@@ -42,3 +43,38 @@ def test_submitting_never_waits_for_the_channel_layer(settings):
     for number in range(200):  # Redis is unreachable: every send will fail, in the background
         sender.submit("signals.raw", {"type": "pipeline.event", "number": number})
     assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.redis
+def test_events_go_only_to_groups_with_a_live_member_and_in_order(settings, redis_url):
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": f"test-events-{time.time_ns()}", "group_expiry": 600},
+        }
+    }
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("signals.validated", channel)
+    # signals.raw has only a member that joined longer ago than group_expiry: group_send would skip it too.
+    client = redis.Redis.from_url(redis_url)
+    client.zadd(layer._group_key("signals.raw"), {"specific.expired!": time.time() - 1200})
+    sent_to = []
+    group_send = layer.group_send
+
+    async def recording_group_send(group, message):
+        sent_to.append(group)
+        await group_send(group, message)
+
+    layer.group_send = recording_group_send
+    sender = _EventSender()
+
+    for number in range(100):
+        sender.submit("signals.raw" if number % 2 else "signals.validated", {"type": "e", "number": number})
+
+    async def receive_all():
+        return [(await asyncio.wait_for(layer.receive(channel), 10))["number"] for _ in range(50)]
+
+    assert async_to_sync(receive_all)() == list(range(0, 100, 2))
+    assert set(sent_to) == {"signals.validated"}
+    client.delete(layer._group_key("signals.raw"))

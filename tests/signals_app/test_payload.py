@@ -5,6 +5,8 @@ signals_app.payload is pure (no ORM, no I/O), so every test here feeds plain byt
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -803,6 +805,51 @@ def test_fingerprint_differs_when_the_request_differs(change):
 def test_alerts_of_an_actions_list_have_different_fingerprints():
     first, second = normalise_alert({"actions": ["LONG_SELL", "SHORT_SELL"], "symbol": "BTC-USDT"})
     assert first.fingerprint() != second.fingerprint()
+
+
+def _fingerprint_by_asdict(alert: NormalisedAlert) -> str:
+    """The fingerprint as first defined, with dataclasses.asdict: stored payload hashes were made this way."""
+    content = dataclasses.asdict(alert)
+    for name in ("sent_at", "max_lag_s", "problems"):
+        content.pop(name)
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        REQUEST,
+        {**REQUEST, "tp": [{"pct": "1", "size_pct": 50}, {"price": "70000", "size_pct": 50}], "sl": {"pct": "1.5"}},
+        {**REQUEST, "breakeven": {"after_tp": 1, "offset_pct": "0.05"}, "trailing": {"activation_pct": "1"}},
+        {**REQUEST, "comment": "ünïcode", "confidence": "0.8", "margin_mode": "cross", "order_type": "limit"},
+        {**LEGACY_BUY, "sl": 1, "tp1": 2, "tp2": 3, "tp1_sell": 40, "sl_to_entry_tp2": "yes", "margin": 50},
+        {"symbol": "BTC-USDT"},
+        {"action": "buy", "symbol": "BTC-USDT", "tp": 70000, "sl": 60000},
+    ],
+    ids=["v1", "tps", "options", "text-and-choices", "legacy", "no-action", "bare-levels"],
+)
+def test_fingerprint_is_the_one_dataclasses_asdict_gave(data):
+    for alert in normalise_alert(data):
+        assert alert.fingerprint() == _fingerprint_by_asdict(alert)
+
+
+@given(
+    data=st.fixed_dictionaries(
+        {"action": st.sampled_from(["buy", "sell", "LONG_BUY", "SHORT_SELL"]), "symbol": st.just("BTC-USDT")},
+        optional={
+            "price": st.decimals(min_value=1, max_value=10**6, places=4).map(str),
+            "leverage": st.integers(min_value=1, max_value=125),
+            "sl": st.one_of(st.integers(min_value=1, max_value=10**5), st.fixed_dictionaries({"pct": st.just("2")})),
+            "tp": st.lists(st.fixed_dictionaries({"pct": st.just("1"), "size_pct": st.just(25)}), max_size=4),
+            "tp1": st.integers(min_value=1, max_value=5),
+            "strategy": st.text(max_size=10),
+            "trailing": st.dictionaries(st.sampled_from(["activation_pct", "callback_pct"]), st.just("0.5")),
+        },
+    )
+)
+def test_fingerprint_is_the_one_dataclasses_asdict_gave_for_any_alert(data):
+    for alert in normalise_alert(data):
+        assert alert.fingerprint() == _fingerprint_by_asdict(alert)
 
 
 # --- masking secrets for display ------------------------------------------------------------------
