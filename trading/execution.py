@@ -207,8 +207,19 @@ def order_apply(
             )
             locked.save(update_fields=["filled_qty", "average_price", "fees", "updated_at"])
         _status_forward(locked, state.status, actor)
-    order.refresh_from_db()
+    _copy_row(locked, order)
     return new_fills
+
+
+def _copy_row(source: Order, target: Order) -> None:
+    """``target`` as ``source`` (the same row, read under lock and saved): ``refresh_from_db`` without the
+    query. A relation whose key changed is dropped from the cache, as ``refresh_from_db`` would."""
+    for column in Order._meta.concrete_fields:
+        value = getattr(source, column.attname)
+        if column.is_relation and getattr(target, column.attname) != value and column.is_cached(target):
+            column.delete_cached_value(target)
+        setattr(target, column.attname, value)
+    target.__dict__.pop("_prefetched_objects_cache", None)
 
 
 def _realized_recorded(order: Order) -> Decimal:

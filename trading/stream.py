@@ -21,15 +21,18 @@ import contextlib
 import hashlib
 import logging
 import random
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from signals_app.events import publish
@@ -67,6 +70,10 @@ OS = Order.Status
 ZERO = Decimal("0")
 SETTLE = "USDT"
 RECENT_DIGESTS = 50
+MEMORY_EVENTS = 2000  # recent events an account's applier remembers (duplicates dropped before the database)
+MEMORY_ORDERS = 2000  # exchange order id -> our pk, per account
+STATE_WRITE_SECONDS = 5.0  # StreamState.last_event_at is written at most this often (and when the stream ends)
+BURST_EVENTS = 200  # at most this many queued events are applied in one transaction
 # After a reconcile, account updates stamped before it began are older than what REST just read. The cut
 # is set this much earlier, for the uncertainty of our estimate of BingX's clock.
 RECONCILE_CUT_MARGIN_MS = 1000
@@ -94,21 +101,203 @@ class StreamTimings:
 # --- applying events (sync; one worker thread per account) ---------------------------------------------
 
 
-def stream_event_apply(*, account: TradingAccount, event: StreamEvent) -> None:
-    """Apply one parsed stream event to the database (idempotent), then note the stream is alive."""
+@dataclass
+class StreamMemory:
+    """What an account's applier remembers between events. One per ``AccountStream``, used only on its
+    worker thread (events are applied there one burst at a time, in BingX's order).
+
+    - ``seen``: recent events already applied and committed (order id, execution, cumulative qty, status; an
+      account update's digest). A repeat is dropped before it touches the database; the database checks
+      (fills keyed by cumulative qty, forward-only status, account-update digests) remain the guarantee.
+    - ``orders``: our row's pk per exchange order id, so an order is looked up by primary key.
+    - ``last_event_at``: when the last event was applied; written to ``StreamState`` at most every
+      ``state_write_seconds`` (with the burst, no commit of its own), and when the stream goes down.
+    """
+
+    account_id: int
+    state_write_seconds: float = STATE_WRITE_SECONDS
+    seen: OrderedDict = field(default_factory=OrderedDict)
+    orders: OrderedDict = field(default_factory=OrderedDict)
+    last_event_at: datetime | None = None
+    state_written_at: float | None = None  # time.monotonic() of the last write of last_event_at
+
+    def is_seen(self, key) -> bool:
+        return key is not None and key in self.seen
+
+    def remember(self, keys: Iterable) -> None:
+        for key in keys:
+            self.seen[key] = None
+            self.seen.move_to_end(key)
+        while len(self.seen) > MEMORY_EVENTS:
+            self.seen.popitem(last=False)
+
+    def order_pk(self, exchange_order_id: str) -> int | None:
+        return self.orders.get(exchange_order_id) if exchange_order_id else None
+
+    def order_remember(self, exchange_order_id: str, pk: int) -> None:
+        if not exchange_order_id:
+            return
+        self.orders[exchange_order_id] = pk
+        self.orders.move_to_end(exchange_order_id)
+        while len(self.orders) > MEMORY_ORDERS:
+            self.orders.popitem(last=False)
+
+    def state_due(self, now: float) -> bool:
+        return self.state_written_at is None or now - self.state_written_at >= self.state_write_seconds
+
+
+_thread = threading.local()  # .memory: the StreamMemory of the AccountStream whose worker thread this is
+
+
+def _thread_memory(account: TradingAccount) -> StreamMemory | None:
+    memory = getattr(_thread, "memory", None)
+    return memory if memory is not None and memory.account_id == account.pk else None
+
+
+def event_key(event: StreamEvent):
+    """What identifies an event for the duplicate memory (None: not remembered)."""
     if isinstance(event, OrderUpdate):
-        stream_order_apply(account=account, update=event)
-    elif isinstance(event, AccountUpdate):
-        stream_account_apply(account=account, update=event)
-    if not isinstance(event, ListenKeyExpired):
-        StreamState.objects.update_or_create(account=account, defaults={"last_event_at": timezone.now()})
+        state = event.order
+        order_id = state.exchange_order_id or state.client_order_id
+        if not order_id:
+            return None
+        return ("order", order_id, event.execution, state.filled_qty, state.status)
+    if isinstance(event, AccountUpdate):
+        return ("account", _digest(event))
+    return None
 
 
-def stream_order_apply(*, account: TradingAccount, update: OrderUpdate) -> Order | None:
-    """An ORDER_TRADE_UPDATE: record the order if it is not ours, apply its state, follow up a fill."""
-    order = _order_for(account, update)
+@dataclass
+class _Burst:
+    """What a burst's events leave to do once they are all applied: one balance snapshot (the last wallet
+    pushed), one positions.updated, and the follow-ups of newly filled orders (after commit)."""
+
+    memory: StreamMemory | None
+    wallet: AccountUpdate | None = None
+    positions_changed: bool = False
+    follow_ups: list[tuple[Order, str | None]] = field(default_factory=list)
+    orders: dict[str, int] = field(default_factory=dict)  # exchange order id -> pk, remembered after commit
+
+
+def stream_event_apply(*, account: TradingAccount, event: StreamEvent, memory: StreamMemory | None = None) -> None:
+    """Apply one parsed stream event to the database (idempotent), then note the stream is alive.
+
+    ``memory`` defaults to the memory of the ``AccountStream`` whose worker thread this is, if any."""
+    stream_events_apply(account=account, events=[event], memory=memory or _thread_memory(account))
+
+
+def stream_events_apply(
+    *, account: TradingAccount, events: list[StreamEvent], memory: StreamMemory | None = None
+) -> int:
+    """Apply a burst of events, in order, in one transaction (one commit); what they announce is published
+    after it, then the follow-ups of orders they filled run (REST, outside any transaction).
+
+    Each event stays idempotent, and known repeats (``memory``) are dropped first. When an event fails, the
+    burst is rolled back and its events are applied again one by one, each in its own transaction, so one
+    bad event (logged) costs no other. Returns how many events were applied (repeats and failures not).
+    """
+    seen: set = set()
+    fresh: list[tuple[Any, StreamEvent]] = []
+    for event in events:
+        key = event_key(event)
+        if (memory is not None and memory.is_seen(key)) or (key is not None and key in seen):
+            continue
+        if key is not None:
+            seen.add(key)
+        fresh.append((key, event))
+    if not fresh:
+        return 0
+    try:
+        burst = _burst_apply(account, [event for _, event in fresh], memory)
+    except (OperationalError, InterfaceError):
+        raise  # the database, not an event: the stream reconnects and reconciles
+    except Exception:  # noqa: BLE001 - one bad event must not cost the others: apply them one by one
+        if len(fresh) == 1:
+            _event_failed(account, fresh[0][1])
+            return 0
+        logger.warning("stream of %s: a burst of %d events failed; applying them one by one", account.name, len(fresh))
+        if memory is not None:
+            memory.orders.clear()  # it may hold rows created in the rolled-back burst
+        applied = 0
+        for key, event in fresh:
+            if memory is not None and memory.is_seen(key):
+                continue
+            try:
+                alone = _burst_apply(account, [event], memory)
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception:  # noqa: BLE001 - logged; the reconcile after the next reconnect repairs it
+                _event_failed(account, event)
+                continue
+            _burst_done(account, alone, memory, [key])
+            applied += 1
+        return applied
+    _burst_done(account, burst, memory, [key for key, _ in fresh])
+    return len(fresh)
+
+
+def _burst_apply(account: TradingAccount, events: list[StreamEvent], memory: StreamMemory | None) -> _Burst:
+    burst = _Burst(memory)
+    with transaction.atomic():
+        alive = False
+        for event in events:
+            if isinstance(event, OrderUpdate):
+                stream_order_apply(account=account, update=event, burst=burst)
+            elif isinstance(event, AccountUpdate):
+                stream_account_apply(account=account, update=event, burst=burst)
+            alive = alive or not isinstance(event, ListenKeyExpired)
+        if burst.positions_changed:
+            publish("positions.updated", None, account_id=account.pk, account=account.name, source="stream")
+        if burst.wallet is not None and _balance_record(account, burst.wallet) is not None:
+            publish("balances.updated", None, account_id=account.pk, account=account.name, source="stream")
+        if alive:
+            _last_event_note(account, memory)
+    return burst
+
+
+def _burst_done(account: TradingAccount, burst: _Burst, memory: StreamMemory | None, keys: list) -> None:
+    """After the burst's commit: remember it, then follow up the orders it filled (in order)."""
+    if memory is not None:
+        memory.remember(key for key in keys if key is not None)
+        for exchange_order_id, pk in burst.orders.items():
+            memory.order_remember(exchange_order_id, pk)
+    failure: Exception | None = None
+    for order, close_reason in burst.follow_ups:  # each one, even when one before failed
+        try:
+            _follow_up(account, order, close_reason)
+        except Exception as error:  # noqa: BLE001 - re-raised below, once the others had their turn
+            logger.exception("stream: follow-up of filled %s failed", order.client_order_id)
+            failure = failure or error
+    if failure is not None:
+        raise failure
+
+
+def _event_failed(account: TradingAccount, event: StreamEvent) -> None:
+    logger.exception("stream of %s: event not applied: %r", account.name, event)
+
+
+def _last_event_note(account: TradingAccount, memory: StreamMemory | None) -> None:
+    """StreamState.last_event_at: in memory, written at most every ``state_write_seconds`` (always without)."""
+    now = timezone.now()
+    if memory is not None:
+        memory.last_event_at = now
+        clock = time.monotonic()
+        if not memory.state_due(clock):
+            return
+        memory.state_written_at = clock
+    if not StreamState.objects.filter(account=account).update(last_event_at=now, updated_at=now):
+        StreamState.objects.update_or_create(account=account, defaults={"last_event_at": now})
+
+
+def stream_order_apply(*, account: TradingAccount, update: OrderUpdate, burst: _Burst | None = None) -> Order | None:
+    """An ORDER_TRADE_UPDATE: record the order if it is not ours, apply its state, follow up a fill.
+
+    Within a burst (``burst``), the follow-up of a fill is left to the burst, to run after its commit."""
+    order = _order_for(account, update, burst.memory if burst else None)
     if order is None:
         return None
+    if burst is not None and order.exchange_order_id:
+        burst.orders[order.exchange_order_id] = order.pk
     state = update.order
     increase = state.filled_qty - order.filled_qty
     if increase > 0 and update.last_qty and increase != update.last_qty:
@@ -142,26 +331,38 @@ def stream_order_apply(*, account: TradingAccount, update: OrderUpdate) -> Order
         )
     if order.status == OS.FILLED and before != OS.FILLED:
         close_reason = Position.CloseReason.LIQUIDATION if update.is_liquidation else None
-        try:
-            order_filled_follow_up(order, client_for(account), STREAM, close_reason=close_reason)
-        except ExchangeError as error:  # the reconcile after the next reconnect or the resync completes it
-            logger.error("stream: follow-up of filled %s failed: %s", order.client_order_id, error)
-            publish(
-                "alerts.stream_follow_up_failed",
-                None,
-                account_id=account.pk,
-                account=account.name,
-                message=f"{order.purpose} {order.client_order_id} filled; follow-up failed: {error}",
-            )
+        if burst is not None:
+            burst.follow_ups.append((order, close_reason))
+        else:
+            _follow_up(account, order, close_reason)
     return order
 
 
-def _order_for(account: TradingAccount, update: OrderUpdate) -> Order | None:
+def _follow_up(account: TradingAccount, order: Order, close_reason: str | None) -> None:
+    try:
+        order_filled_follow_up(order, client_for(account), STREAM, close_reason=close_reason)
+    except ExchangeError as error:  # the reconcile after the next reconnect or the resync completes it
+        logger.error("stream: follow-up of filled %s failed: %s", order.client_order_id, error)
+        publish(
+            "alerts.stream_follow_up_failed",
+            None,
+            account_id=account.pk,
+            account=account.name,
+            message=f"{order.purpose} {order.client_order_id} filled; follow-up failed: {error}",
+        )
+
+
+def _order_for(account: TradingAccount, update: OrderUpdate, memory: StreamMemory | None = None) -> Order | None:
     """Our row for the order (by exchange id, else by our client id), or a new one for an order placed
     outside the platform, so its fills are never lost."""
     state = update.order
     orders = Order.objects.filter(account=account).select_related("signal")
-    order = orders.filter(exchange_order_id=state.exchange_order_id).first() if state.exchange_order_id else None
+    order = None
+    pk = memory.order_pk(state.exchange_order_id) if memory is not None else None
+    if pk is not None:
+        order = orders.filter(pk=pk).first()
+    if order is None and state.exchange_order_id:
+        order = orders.filter(exchange_order_id=state.exchange_order_id).first()
     if order is None and state.client_order_id:
         order = orders.filter(client_order_id=state.client_order_id).first()
     if order is not None or not state.exchange_order_id:
@@ -225,9 +426,12 @@ def _rest_state(order: Order):
         return None
 
 
-def stream_account_apply(*, account: TradingAccount, update: AccountUpdate) -> bool:
+def stream_account_apply(*, account: TradingAccount, update: AccountUpdate, burst: _Burst | None = None) -> bool:
     """An ACCOUNT_UPDATE: positions follow it (a held one reported at 0 is closed with its cause), and the
-    wallet becomes a balance snapshot. Returns False for an event older than, or the same as, the last one."""
+    wallet becomes a balance snapshot. Returns False for an event older than, or the same as, the last one.
+
+    Within a burst (``burst``), the snapshot and the announcement are left to the burst: one each for all
+    its account updates (the last wallet pushed)."""
     digest = _digest(update)
     with transaction.atomic():
         stream_state, _ = StreamState.objects.select_for_update().get_or_create(account=account)
@@ -237,6 +441,11 @@ def stream_account_apply(*, account: TradingAccount, update: AccountUpdate) -> b
         stream_state.account_event_digests = [*stream_state.account_event_digests, digest][-RECENT_DIGESTS:]
         stream_state.save(update_fields=["account_event_ms", "account_event_digests", "updated_at"])
         changed = [_position_follow(account, reported) for reported in update.positions]
+        if burst is not None:
+            burst.positions_changed = burst.positions_changed or any(changed)
+            if any(balance.asset == SETTLE for balance in update.balances):
+                burst.wallet = update
+            return True
         snapshot = _balance_record(account, update)
     if any(changed):
         publish("positions.updated", None, account_id=account.pk, account=account.name, source="stream")
@@ -362,11 +571,13 @@ def stream_mark_connected(*, account: TradingAccount, was_alerted: bool) -> None
         publish("alerts.stream_restored", None, account_id=account.pk, account=account.name, message="stream is back")
 
 
-def stream_mark_down(*, account_id: int, reason: str) -> None:
-    StreamState.objects.update_or_create(
-        account_id=account_id,
-        defaults={"connected": False, "last_disconnected_at": timezone.now(), "last_error": reason[:2000]},
-    )
+def stream_mark_down(*, account_id: int, reason: str, memory: StreamMemory | None = None) -> None:
+    """The stream is down; what ``memory`` holds of the last event is written now."""
+    defaults = {"connected": False, "last_disconnected_at": timezone.now(), "last_error": reason[:2000]}
+    if memory is not None and memory.last_event_at is not None:
+        defaults["last_event_at"] = memory.last_event_at
+        memory.state_written_at = time.monotonic()
+    StreamState.objects.update_or_create(account_id=account_id, defaults=defaults)
 
 
 def stream_alert_down(*, account_id: int, seconds: float, reason: str) -> None:
@@ -406,12 +617,18 @@ class AccountStream:
     def __init__(self, account_id: int, timings: StreamTimings) -> None:
         self.account_id = account_id
         self.timings = timings
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stream-{account_id}")
+        self.memory = StreamMemory(account_id)
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"stream-{account_id}", initializer=self._thread_start
+        )
         self.account: TradingAccount | None = None
         self.listen_key: str | None = None
         self.down_since: float | None = None
         self.down_reason = "not connected yet"
         self.alerted = False
+
+    def _thread_start(self) -> None:
+        _thread.memory = self.memory  # stream_event_apply on this thread uses this account's memory
 
     async def sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on this account's worker thread (its DB connection and ccxt client live there)."""
@@ -489,9 +706,12 @@ class AccountStream:
             await self.sync(stream_mark_connected, account=self.account, was_alerted=self.alerted)
             self.down_since, self.alerted = None, False
             logger.info("stream of %s connected and reconciled", self.account.name)
-            while (event := await queue.get()) is not _END:
-                await self.sync(stream_event_apply, account=self.account, event=event)
+            while (burst := self._burst(await queue.get(), queue)) is not None:
+                events, ended = burst
+                await self.sync(stream_events_apply, account=self.account, events=events, memory=self.memory)
                 backoff.reset()  # events flow: the next drop starts the backoff afresh
+                if ended:
+                    break
             if loop.time() - opened >= self.timings.idle_timeout_seconds:
                 backoff.reset()
 
@@ -515,6 +735,23 @@ class AccountStream:
             return
         raise failure[0] if failure else StreamClosed("socket ended")
 
+    @staticmethod
+    def _burst(first, queue: asyncio.Queue) -> tuple[list[StreamEvent], bool] | None:
+        """``first`` and what is queued behind it (at most ``BURST_EVENTS``; nothing is waited for), and
+        whether the socket's end came with them. None: the socket ended."""
+        if first is _END:
+            return None
+        events = [first]
+        while len(events) < BURST_EVENTS:
+            try:
+                event = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if event is _END:
+                return events, True
+            events.append(event)
+        return events, False
+
     def _listen_key_ready(self, key: str | None) -> str:
         client = client_for(self.account)
         if key and client.listen_key_extend(key):
@@ -526,7 +763,7 @@ class AccountStream:
         if self.down_since is None:
             self.down_since = asyncio.get_running_loop().time()
         with contextlib.suppress(Exception):
-            await self.sync(stream_mark_down, account_id=self.account_id, reason=reason)
+            await self.sync(stream_mark_down, account_id=self.account_id, reason=reason, memory=self.memory)
 
     async def _watch_down(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
