@@ -9,6 +9,7 @@ connection and must see committed rows.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import threading
@@ -26,10 +27,18 @@ from tests.factories import RiskLimitsFactory, SymbolProfileFactory, TradingAcco
 from tests.fakes_tests.clients import sync_client
 from trading.audit import Actor
 from trading.exchange.stream import parse_event
-from trading.execution import orders_poll
+from trading.execution import order_apply, orders_poll
 from trading.models import BalanceSnapshot, Fill, Order, Position, StreamState
 from trading.services import account_rotate_webhook_secret
-from trading.stream import StreamTimings, external_client_order_id, stream_event_apply, streams_run
+from trading.stream import (
+    StreamMemory,
+    StreamTimings,
+    external_client_order_id,
+    stream_event_apply,
+    stream_events_apply,
+    stream_mark_down,
+    streams_run,
+)
 
 BTC = "BTC/USDT:USDT"
 BUY = {"symbol": "BINANCE:BTCUSDT.P", "action": "buy", "price": "65000", "size": {"mode": "qty", "value": "0.01"}}
@@ -248,6 +257,98 @@ def test_duplicated_and_out_of_order_events_change_nothing_twice(by_hand, on_bin
     assert [status for _, status, _ in first[0]] == ["filled", "filled"]
     assert len(first[1]) == 2
     assert first[2] == [("closed", Decimal("0"), "manual", Decimal("10"))]  # (66000 - 65000) x 0.01
+
+
+@pytest.fixture
+def round_trip(by_hand, on_bingx, bingx):
+    """The events of a market buy and its reduce-only close (two orders, two account updates), parsed."""
+    by_hand.create_order(BTC, "market", "buy", 0.01)
+    bingx.set_mark_price("BTC-USDT", "66000")
+    by_hand.create_order(BTC, "market", "sell", 0.01, None, {"reduceOnly": True})
+    return [parse_event(raw) for raw in on_bingx.events]
+
+
+def database_state():
+    return (
+        sorted(Order.objects.values_list("client_order_id", "status", "filled_qty")),
+        sorted(Fill.objects.values_list("exchange_trade_id", "qty", "realized_pnl")),
+        list(Position.objects.values_list("status", "qty", "close_reason", "realized_pnl")),
+    )
+
+
+@pytest.mark.django_db
+def test_a_burst_is_applied_in_one_go_with_its_repeats_once_and_one_balance_snapshot(round_trip, account):
+    memory = StreamMemory(account.pk)
+
+    applied = stream_events_apply(account=account, events=[*round_trip, *round_trip[::2]], memory=memory)
+
+    assert applied == len(round_trip)
+    orders, fills, positions = database_state()
+    assert [status for _, status, _ in orders] == ["filled", "filled"]
+    assert len(fills) == 2
+    assert positions == [("closed", Decimal("0"), "manual", Decimal("10"))]
+    assert [type(event).__name__ for event in round_trip].count("AccountUpdate") == 2
+    # One from the burst's wallets (the last one pushed), and one read back over REST per filled order.
+    assert BalanceSnapshot.objects.filter(account=account).count() == 1 + 2
+    assert stream_events_apply(account=account, events=round_trip, memory=memory) == 0  # all known: dropped
+    assert BalanceSnapshot.objects.filter(account=account).count() == 1 + 2
+
+
+@pytest.mark.django_db
+def test_known_repeats_are_dropped_before_the_database(round_trip, account, django_assert_num_queries):
+    memory = StreamMemory(account.pk)
+    stream_events_apply(account=account, events=round_trip, memory=memory)
+
+    with django_assert_num_queries(0):
+        assert stream_events_apply(account=account, events=[*round_trip, *reversed(round_trip)], memory=memory) == 0
+
+
+@pytest.mark.django_db
+def test_a_bad_event_in_a_burst_costs_no_other_and_is_logged(round_trip, account, monkeypatch, caplog):
+    good = round_trip
+    first = next(event for event in good if hasattr(event, "order"))
+    bad = dataclasses.replace(
+        first, order=dataclasses.replace(first.order, exchange_order_id="999", client_order_id="")
+    )
+
+    def failing_for_the_bad_one(*, order, **kwargs):
+        if order.exchange_order_id == "999":
+            raise ValueError("a bad event")
+        return order_apply(order=order, **kwargs)
+
+    monkeypatch.setattr("trading.stream.order_apply", failing_for_the_bad_one)
+    middle = len(good) // 2
+
+    applied = stream_events_apply(
+        account=account, events=[*good[:middle], bad, *good[middle:]], memory=StreamMemory(account.pk)
+    )
+
+    assert applied == len(good)
+    orders, fills, positions = database_state()
+    assert [status for _, status, _ in orders] == ["filled", "filled"]  # and no row for the bad one
+    assert len(fills) == 2
+    assert positions == [("closed", Decimal("0"), "manual", Decimal("10"))]
+    [failed] = [record for record in caplog.records if "event not applied" in record.getMessage()]
+    assert "999" in failed.getMessage() and failed.exc_info[0] is ValueError
+
+
+@pytest.mark.django_db
+def test_last_event_at_is_written_at_most_every_few_seconds_and_when_the_stream_goes_down(round_trip, account):
+    memory = StreamMemory(account.pk, state_write_seconds=3600)
+    [*early, late] = round_trip
+
+    stream_events_apply(account=account, events=early, memory=memory)
+    written = StreamState.objects.get(account=account).last_event_at
+    stream_events_apply(account=account, events=[late], memory=memory)
+
+    assert written is not None
+    assert StreamState.objects.get(account=account).last_event_at == written  # not yet due
+    assert memory.last_event_at > written
+    stream_mark_down(account_id=account.pk, reason="socket ended", memory=memory)
+    assert StreamState.objects.get(account=account).last_event_at == memory.last_event_at
+    memory.state_write_seconds = 0
+    stream_events_apply(account=account, events=[dataclasses.replace(late, event_ms=late.event_ms + 1)], memory=memory)
+    assert StreamState.objects.get(account=account).last_event_at == memory.last_event_at  # due: written
 
 
 # --- gaps, keys, closes ------------------------------------------------------------------------------
