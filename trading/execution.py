@@ -17,7 +17,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from signals_app.events import publish
@@ -641,8 +641,8 @@ def positions_sync(
                 fields["realized_pnl"] = _realized_since(known[key])
             position = known.get(key)
             if position is None:
-                position = Position.objects.create(
-                    account=account, symbol=state.symbol, side=state.side, opened_at=now, **fields
+                position = position_open_or_update(
+                    account=account, symbol=state.symbol, side=state.side, fields=fields, opened_at=now
                 )
             else:
                 for name, value in fields.items():
@@ -651,6 +651,29 @@ def positions_sync(
             result.append(position)
     publish("positions.updated", None, account_id=account.pk, account=account.name, symbol=symbol or "")
     return result
+
+
+def position_open_or_update(
+    *, account: TradingAccount, symbol: str, side: str, fields: dict, opened_at, create_only: dict | None = None
+) -> Position:
+    """Record the open position BingX reports, creating it unless another writer just did.
+
+    The stream and the poller/resync can both learn of a new position at the same moment; the unique
+    constraint on open positions lets one create it, and the other then updates that row.
+    """
+    try:
+        with transaction.atomic():  # a savepoint: the losing insert must not spoil the caller's transaction
+            return Position.objects.create(
+                account=account, symbol=symbol, side=side, opened_at=opened_at, **(create_only or {}), **fields
+            )
+    except IntegrityError:
+        position = Position.objects.select_for_update().get(
+            account=account, symbol=symbol, side=side, status=Position.Status.OPEN
+        )
+        for name, value in fields.items():
+            setattr(position, name, value)
+        position.save(update_fields=[*fields, "updated_at"])
+        return position
 
 
 def position_close_recorded(*, position: Position, reason: str, actor: Actor = EXCHANGE) -> bool:

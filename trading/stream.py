@@ -58,6 +58,7 @@ from trading.execution import (
     order_filled_follow_up,
     orders_poll,
     position_close_recorded,
+    position_open_or_update,
     positions_sync,
 )
 from trading.models import BalanceSnapshot, Order, Position, StreamState, SymbolProfile, TradingAccount
@@ -477,13 +478,13 @@ def _position_follow(account: TradingAccount, reported) -> bool:
     }
     if position is None:
         profile = SymbolProfile.objects.filter(account=account, symbol=reported.symbol).first()
-        Position.objects.create(
+        position_open_or_update(
             account=account,
             symbol=reported.symbol,
             side=reported.side,
+            fields=fields,
             opened_at=timezone.now(),
-            leverage=profile.leverage if profile else account.default_leverage,
-            **fields,
+            create_only={"leverage": profile.leverage if profile else account.default_leverage},
         )
         return True
     if all(getattr(position, name) == value for name, value in fields.items()):

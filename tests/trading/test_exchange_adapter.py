@@ -9,9 +9,10 @@ from decimal import Decimal
 import ccxt
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 
 from tests.conftest_bingx import KEY, SECRET
-from tests.factories import OrderFactory, TradingAccountFactory
+from tests.factories import OrderFactory, PositionFactory, TradingAccountFactory
 from tests.fakes.bingx import Fault
 from trading.exchange import breaker
 from trading.exchange.client import client_for, endpoints_for
@@ -30,8 +31,8 @@ from trading.exchange.errors import (
     translate,
 )
 from trading.exchange.types import ExchangeOrder, OrderRequest
-from trading.execution import order_apply
-from trading.models import Fill
+from trading.execution import order_apply, position_open_or_update
+from trading.models import Fill, Position
 
 pytestmark = pytest.mark.django_db
 
@@ -342,3 +343,19 @@ def test_a_partial_then_full_fill_records_each_increment_at_its_own_price():
     fills = list(Fill.objects.filter(order=order).order_by("id").values_list("qty", "price"))
     assert fills == [(Decimal("0.01"), Decimal("65000")), (Decimal("0.01"), Decimal("66000"))]
     assert order.status == "filled"
+
+
+def test_a_position_another_writer_just_opened_is_updated_not_duplicated():
+    existing = PositionFactory(symbol=BTC, side="long", qty=Decimal("0.01"))
+
+    position = position_open_or_update(
+        account=existing.account,
+        symbol=BTC,
+        side="long",
+        fields={"qty": Decimal("0.02"), "entry_price": Decimal("65000")},
+        opened_at=timezone.now(),
+        create_only={"leverage": 5},
+    )
+
+    assert position.pk == existing.pk
+    assert Position.objects.get().qty == Decimal("0.02")
