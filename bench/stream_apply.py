@@ -203,6 +203,8 @@ def app_env(bingx) -> dict[str, str]:
         SECRET_KEY=secrets.token_urlsafe(50),
         FIELD_ENCRYPTION_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),
         DATABASE_URL=DB_URL,
+        # One connection per account stream (its worker thread keeps it), for every phase's accounts.
+        DATABASE_POOL_SIZE="40",
         REDIS_URL=REDIS_URL,
         MARKET_DATA_SOURCE="snapshot",
         TRADING_MODE="live",
@@ -410,8 +412,30 @@ async def apply_frames(stream, account, frames: list[Frame], samples: list, hook
         samples.append((frame.kind, time.perf_counter() - start))
 
 
+def _apply_burst_on_thread(account, events) -> None:
+    from trading.stream import _thread_memory, stream_events_apply
+
+    stream_events_apply(account=account, events=events, memory=_thread_memory(account))
+
+
+async def apply_frames_queued(stream, account, frames: list[Frame], samples: list, hooks=None) -> None:
+    """What AccountStream does when events arrive faster than one at a time: the reader has them all queued,
+    and the applier drains up to BURST_EVENTS per transaction. Latency: batch in hand -> its burst committed
+    (so an event also waits for the bursts before it)."""
+    from trading.exchange.stream import parse_event
+    from trading.stream import BURST_EVENTS
+
+    start = time.perf_counter()
+    parsed = [(frame.kind, parse_event(json.loads(gzip.decompress(frame.data).decode()))) for frame in frames]
+    for offset in range(0, len(parsed), BURST_EVENTS):
+        chunk = parsed[offset : offset + BURST_EVENTS]
+        await stream.sync(_apply_burst_on_thread, account, [event for _, event in chunk])
+        done = time.perf_counter() - start
+        samples.extend((kind, done) for kind, _ in chunk)
+
+
 async def run_phase(
-    name: str, streams: list, workloads: list[Workload], events: int, warmup: int, bingx, hooks=None
+    name: str, streams: list, workloads: list[Workload], events: int, warmup: int, bingx, hooks=None, queued=False
 ) -> PhaseResult:
     """Rounds of one batch per account: the batches are made (not timed), then applied at once, one worker
     thread per account (timed). Until ``warmup`` events were applied nothing is counted."""
@@ -423,9 +447,10 @@ async def run_phase(
         per_account: list[list] = [[] for _ in streams]
         requests_before = _requests(bingx)
         started, cpu_started = time.perf_counter(), time.process_time()
+        apply = apply_frames_queued if queued else apply_frames
         await asyncio.gather(
             *(
-                apply_frames(stream, workload.account, batch, samples, hooks)
+                apply(stream, workload.account, batch, samples, hooks)
                 for stream, workload, batch, samples in zip(streams, workloads, batches, per_account, strict=True)
             )
         )
@@ -850,6 +875,18 @@ async def measure(bingx, accounts: dict[str, tuple], args: argparse.Namespace) -
             streams, workloads = streams_for(names)
             name = f"{args.accounts} accounts at once"
             out["phases"].append(await run_phase(name, streams, workloads, args.events, args.warmup, bingx))
+        print(f"  one account, events queued (bursts): {args.warmup} warm-up + {args.events} events ...", flush=True)
+        streams, workloads = streams_for(["bench-burst"])
+        out["phases"].append(
+            await run_phase("1 account, queued", streams, workloads, args.events, args.warmup, bingx, queued=True)
+        )
+        if args.accounts > 1:
+            names = [f"bench-burst-{i}" for i in range(args.accounts)]
+            streams, workloads = streams_for(names)
+            name = f"{args.accounts} accounts, queued"
+            out["phases"].append(
+                await run_phase(name, streams, workloads, args.events, args.warmup, bingx, queued=True)
+            )
         print(f"  breakdown: {BREAKDOWN_EVENTS} events on a fresh account, stages timed ...", flush=True)
         streams, workloads = streams_for(["bench-stages"])
         await run_phase("warm-up", streams, workloads, 1, 0, bingx)  # this thread's ccxt client and connection
@@ -901,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before = _load()
         print(f"TVBingX stream-apply benchmark: database {DB_NAME}, Redis {REDIS_URL} (channel layer)")
         redis_flush()
-        pg_version = database_recreate(connection_limit=args.accounts + 10)
+        pg_version = database_recreate(connection_limit=50)
         database_created = True
         with fake_bingx() as bingx:
             for market in MARKETS:
@@ -940,7 +977,13 @@ def main(argv: list[str] | None = None) -> int:
                     pushed(fake_account, event)
 
             bingx.state.on_event = capture
-            names = ["bench-seq", *[f"bench-par-{i}" for i in range(args.accounts if args.accounts > 1 else 0)]]
+            parallel = range(args.accounts if args.accounts > 1 else 0)
+            names = [
+                "bench-seq",
+                *[f"bench-par-{i}" for i in parallel],
+                "bench-burst",
+                *[f"bench-burst-{i}" for i in parallel],
+            ]
             accounts = setup_accounts(bingx, [*names, "bench-stages", "bench-profile"], captured)
             out = asyncio.run(measure(bingx, accounts, args))
             time.sleep(0.5)  # the publisher's last batch (it sends every 20 ms)
