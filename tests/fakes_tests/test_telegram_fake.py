@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import json
 import os
@@ -108,7 +107,6 @@ def test_injected_429_is_retry_after_with_the_given_delay():
         assert bot.run(bot.bot.send_message(USER, "fill")).text == "fill"  # only the next call failed
 
 
-@pytest.mark.skipif(importlib.util.find_spec("aiolimiter") is None, reason="PTB extra rate-limiter not installed")
 def test_aio_rate_limiter_retries_after_the_pause():
     from telegram.ext import AIORateLimiter
 
