@@ -28,6 +28,7 @@ from tests.fakes_tests.clients import sync_client
 from trading.audit import Actor
 from trading.exchange.stream import parse_event
 from trading.execution import order_apply, orders_poll
+from trading.management.commands.run_stream import pool_shortfall
 from trading.models import BalanceSnapshot, Fill, Order, Position, StreamState
 from trading.services import account_rotate_webhook_secret
 from trading.stream import (
@@ -451,3 +452,9 @@ def test_it_alerts_when_the_stream_stays_down_and_says_when_it_is_back(
     assert len(until(back)) == 1
     stream.close()
     assert StreamState.objects.get(account=account).down_alerted_at is None
+
+
+def test_run_stream_warns_when_the_database_pool_is_smaller_than_its_accounts_need():
+    assert "DATABASE_POOL_SIZE=5" in pool_shortfall({"max_size": 5}, accounts=4)
+    assert pool_shortfall({"max_size": 6}, accounts=4) is None
+    assert pool_shortfall(None, accounts=40) is None  # SQLite: no pool

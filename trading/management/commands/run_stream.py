@@ -4,6 +4,7 @@ import asyncio
 import logging
 import signal
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from trading.stream import StreamTimings, stream_accounts, streams_run
@@ -22,6 +23,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, account, **options):
         names = [a.name for a in stream_accounts() if not account or a.name in account]
+        shortfall = pool_shortfall(settings.DATABASES["default"].get("OPTIONS", {}).get("pool"), len(names))
+        if shortfall:
+            self.stderr.write(self.style.WARNING(shortfall))
         self.stdout.write(f"Streaming {len(names)} account(s): {', '.join(names) or 'none yet'}. Stop with Ctrl+C.")
         asyncio.run(self._run(account))
         self.stdout.write("Stream stopped.")
@@ -32,3 +36,16 @@ class Command(BaseCommand):
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await streams_run(stop, timings=StreamTimings.from_settings(), account_names=names)
+
+
+def pool_shortfall(pool_options, accounts: int) -> str | None:
+    """A warning when the PostgreSQL pool cannot give every account's applier its connection (plus two spare)."""
+    if not isinstance(pool_options, dict) or "max_size" not in pool_options:
+        return None  # no pool (SQLite): a connection per thread, nothing to run out of
+    needed = accounts + 2
+    if pool_options["max_size"] >= needed:
+        return None
+    return (
+        f"DATABASE_POOL_SIZE={pool_options['max_size']} is below the {needed} connections {accounts} account "
+        f"stream(s) need (one each, plus two): appliers will wait for connections. Raise it for this process."
+    )
