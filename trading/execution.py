@@ -317,10 +317,12 @@ def entry_execute(*, account: TradingAccount, signal, plan: EntryPlan, actor: Ac
 
 
 def entry_filled(*, entry: Order, client: BingXClient | None = None, actor: Actor = EXCHANGE) -> list[Order]:
-    """An entry filled: re-read the position, then place its stop loss and take profits (once)."""
+    """An entry filled: place its stop loss and take profits (once), then re-read the position.
+
+    Protection goes first: a position must not stay unprotected because a read of BingX failed.
+    """
     account = entry.account
     client = client or client_for(account)
-    positions_sync(account=account, symbol=entry.symbol, client=client)
     side = "long" if entry.side == "buy" else "short"
     placed = [
         protective_place(
@@ -328,6 +330,10 @@ def entry_filled(*, entry: Order, client: BingXClient | None = None, actor: Acto
         )
         for leg in _protective_legs(entry)
     ]
+    try:
+        positions_sync(account=account, symbol=entry.symbol, client=client)
+    except ExchangeError as error:  # the poller, the stream and the resync read it again
+        logger.warning("position of %s %s not read after the entry: %s", account.name, entry.symbol, error)
     if placed:
         _read_back(placed, client)
     try:
@@ -400,7 +406,7 @@ def protective_place(
         return order
     try:
         order_submit(order=order, client=client, hedged=hedged, actor=actor)
-    except (ExchangeRejected, OutcomeUnknown) as error:
+    except (ExchangeError, OutcomeUnknown) as error:  # refused, unknown, breaker open, clock: never silent
         logger.error("%s %s for %s %s NOT placed: %s", leg.purpose, leg.trigger_price, symbol, side, error)
         _alert("alerts.protection_missing", account, f"{leg.purpose} for {symbol} {side} not placed: {error}")
     return order

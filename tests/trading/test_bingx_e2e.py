@@ -409,3 +409,13 @@ def test_an_order_whose_fate_is_unknown_is_resolved_by_the_sweeper(send, bingx, 
     assert signal.status == S.EXECUTED
     assert by_purpose(signal)["entry"].status == "filled"
     assert len(on_bingx.orders) == 1
+
+
+def test_the_stop_loss_is_placed_even_when_reading_the_new_position_back_fails(send, bingx, on_bingx):
+    bingx.fault("GET", "/openApi/swap/v2/user/positions", Fault.http_error(status=503), times=None)
+
+    signal = send(**BUY, sl={"pct": "1.5"})
+
+    assert signal.status == S.EXECUTED, signal.rejection_reason
+    assert [order.type for order in on_bingx.orders] == ["MARKET", "STOP_MARKET"]
+    assert by_purpose(signal)["stop_loss"].status in ("submitted", "open")
