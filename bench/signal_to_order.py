@@ -25,14 +25,11 @@ import asyncio
 import base64
 import hashlib
 import json
-import math
 import os
 import platform
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,13 +55,34 @@ except ImportError:  # started with a Python outside the project's virtualenv: u
 if str(ROOT) not in sys.path:  # started as a script: make the fake importable
     sys.path.insert(0, str(ROOT))
 
+from bench.harness import (  # noqa: E402 - after the virtualenv check above
+    HOST,
+    BenchError,
+    app_env,
+    database_recreate,
+    database_url,
+    environment_cleanup,
+    free_port,
+    load_average,
+    log_messages,
+    machine_cores_line,
+    percentile,
+    process_start,
+    process_stop,
+    python,
+    read_text,
+    redis_flush,
+    run_python,
+    server_start,
+    server_wait_ready,
+    sigterm_as_interrupt,
+    tail,
+)
 from tests.fakes.bingx import fake_bingx  # noqa: E402 - after the virtualenv check above
 
-HOST = "127.0.0.1"  # every request goes to this address only
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "tvbingx_bench_s2o"
 DB_ROLE = "tvbingx_bench_s2o"  # not a superuser: its connection limit holds
-DB_URL = f"postgres://{DB_ROLE}@127.0.0.1:5432/{DB_NAME}"
+DB_URL = database_url(DB_NAME, DB_ROLE)
 DB_ADMIN_BENCH_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 WEBHOOK_PATH = "/webhook/tradingview"
@@ -111,10 +129,6 @@ print(json.dumps({{"account_id": account.pk, "mode": account.mode, "auto_trade":
 """
 
 
-class BenchError(Exception):
-    """The benchmark could not run (as opposed to: it ran and a target was missed)."""
-
-
 def client_order_id_for(*, account_id: int, signal_id: int, leg: str) -> str:
     """Copy of trading.rules.client_order_id_for (this process does not load Django); checked against the
     database at the end, so a change there shows up as a mismatch, not as wrong figures."""
@@ -123,15 +137,6 @@ def client_order_id_for(*, account_id: int, signal_id: int, leg: str) -> str:
 
 
 # --- Statistics ------------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(round(fraction * len(ordered), 6)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def _ms(seconds: float | None) -> str:
@@ -335,121 +340,26 @@ def floor_measure(bingx, count: int) -> Floor:
 # --- Environment: database, Redis, processes -------------------------------------------------------------
 
 
-def _pg_admin() -> psycopg.Connection:
-    try:
-        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.Error as error:
-        raise BenchError(f"PostgreSQL is not reachable at 127.0.0.1:5432 as postgres: {error}") from error
-
-
-def database_recreate(connection_limit: int) -> str:
-    with _pg_admin() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"DROP ROLE IF EXISTS {DB_ROLE}")
-        conn.execute(f"CREATE ROLE {DB_ROLE} LOGIN CONNECTION LIMIT {int(connection_limit)}")
-        conn.execute(f"CREATE DATABASE {DB_NAME} OWNER {DB_ROLE}")
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        durability = ", ".join(
-            f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}" for name in ("fsync", "synchronous_commit")
-        )
-    return f"PostgreSQL {version} ({durability})"
-
-
-def database_drop() -> None:
-    with _pg_admin() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"DROP ROLE IF EXISTS {DB_ROLE}")
-
-
-def redis_flush() -> None:
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-        client.flushdb()
-        client.close()
-    except redis.RedisError as error:
-        raise BenchError(f"Redis is not reachable at {REDIS_URL}: {error}") from error
-
-
-def app_env(*, token: str, settings_module: str, api_key: str, api_secret: str, bingx) -> dict[str, str]:
+def server_env(*, token: str, settings_module: str, api_key: str, api_secret: str, bingx) -> dict[str, str]:
     """Only what the app needs: nothing from the caller's environment or a .env file leaks in."""
-    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR") if name in os.environ}
-    env.update(
-        DJANGO_SETTINGS_MODULE=settings_module,
-        TVBINGX_ENV_FILE="",
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        FIELD_ENCRYPTION_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        DATABASE_URL=DB_URL,
-        REDIS_URL=REDIS_URL,
-        MARKET_DATA_SOURCE="snapshot",
-        TRADING_MODE="live",
+    return app_env(
+        settings_module=settings_module,
+        database_url=DB_URL,
+        redis_url=REDIS_URL,
+        trading_mode="live",
         BINGX_API_KEY=api_key,
         BINGX_API_SECRET=api_secret,
         BINGX_BASE_URL=bingx.base_url,
         BINGX_WS_URL=bingx.ws_url,
         TRADINGVIEW_WEBHOOK_TOKEN=token,
         ADMIN_PASSWORD=secrets.token_urlsafe(18),
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        LOG_LEVEL="WARNING",
     )
-    return env
-
-
-def _python() -> str:
-    return str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
-
-
-def run_python(env: dict[str, str], *command: str) -> str:
-    completed = subprocess.run([_python(), *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if completed.returncode != 0:
-        shown = " ".join(command)[:60]
-        raise BenchError(f"{shown} failed:\n{completed.stdout[-2000:]}{completed.stderr[-4000:]}")
-    return completed.stdout
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def process_start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    log = log_path.open("wb")
-    try:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    finally:
-        log.close()
-
-
-def server_start(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
-    """One uvicorn process, configured as `manage.py serve` runs it, with the access log off."""
-    command = [
-        _python(),
-        "-m",
-        "uvicorn",
-        "tvbingx.asgi:application",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--no-proxy-headers",
-        "--lifespan",
-        "off",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    return process_start(command, env, log_path)
 
 
 def worker_start(env: dict[str, str], args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
     """A Celery worker as `make worker` runs it (default queue, log level INFO), with the chosen pool."""
     command = [
-        _python(),
+        python(),
         "-m",
         "celery",
         "-A",
@@ -467,65 +377,18 @@ def worker_start(env: dict[str, str], args: argparse.Namespace, log_path: Path) 
     return process_start(command, env, log_path)
 
 
-def server_wait_ready(process: subprocess.Popen, port: int, log_path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"the server exited with {process.returncode}:\n{_tail(log_path)}")
-        try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise BenchError(f"the server did not listen within {timeout:g} s:\n{_tail(log_path)}")
-
-
 def worker_wait_ready(process: subprocess.Popen, log_path: Path, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise BenchError(f"the Celery worker exited with {process.returncode}:\n{_tail(log_path)}")
-        if re.search(r"@\S+ ready\.", _read(log_path)):
+            raise BenchError(f"the Celery worker exited with {process.returncode}:\n{tail(log_path)}")
+        if re.search(r"@\S+ ready\.", read_text(log_path)):
             return
         time.sleep(0.2)
-    raise BenchError(f"the Celery worker was not ready within {timeout:g} s:\n{_tail(log_path)}")
-
-
-def process_stop(process: subprocess.Popen | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)  # only a process this script started, by its pid
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: the worker and its pool children
-        except OSError:
-            process.kill()
-        process.wait(timeout=5)
+    raise BenchError(f"the Celery worker was not ready within {timeout:g} s:\n{tail(log_path)}")
 
 
 LOG_LINE = re.compile(r"(WARNING|ERROR|CRITICAL)[:/\]]? +(.*)$")
-
-
-def log_messages(text: str) -> Counter:
-    found: Counter = Counter()
-    for line in text.splitlines():
-        match = LOG_LINE.search(line)
-        if match:
-            found[re.sub(r"\d+", "N", f"{match.group(1)} {match.group(2)}")[:160]] += 1
-    return found
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(_read(path).splitlines()[-lines:])
 
 
 # --- What the database recorded --------------------------------------------------------------------------
@@ -608,10 +471,6 @@ def timeline(alert: Alert, recorded: Recorded | None, previous: Recorded | None)
 
 
 # --- Report ----------------------------------------------------------------------------------------------
-
-
-def _load() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def _row(name: str, latencies: list[float], sent: int, errors: int) -> str:
@@ -761,17 +620,14 @@ def report(
     lag = max((a.lag for a in steady), default=0.0)
     print(f"  client: worst send lag behind the timetable {lag * 1000:.1f} ms (not in the latency: measured from send)")
     for name, text in logs.items():
-        messages = log_messages(text)
+        messages = log_messages(text, LOG_LINE)
         print(f"  {name} log: {sum(messages.values())} messages at WARNING or above" + (":" if messages else ""))
         for message, count in messages.most_common(4):
             print(f"    {count} x {message}")
 
     print()
     print("Machine")
-    print(
-        f"  {os.cpu_count()} CPU cores; load average {load_before} before the run, {_load()} after; "
-        f"{platform.platform()}"
-    )
+    print(machine_cores_line(load_before))
     print(f"  Python {platform.python_version()}; ccxt {ccxt.__version__}; {pg_version}; Redis at {REDIS_URL}")
     print(
         f"  one uvicorn process, one Celery worker ({_pool(args)}), PostgreSQL, Redis and this process (client, "
@@ -825,13 +681,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _raise_interrupt(signum, frame):  # SIGTERM: clean up like Ctrl+C
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    sigterm_as_interrupt()
     workdir = Path(tempfile.mkdtemp(prefix="tvbingx-s2o-"))
     logdir = Path(args.logs).resolve() if args.logs else workdir
     logdir.mkdir(parents=True, exist_ok=True)
@@ -840,13 +692,13 @@ def main(argv: list[str] | None = None) -> int:
     database_created = False
     status = 0
     try:
-        load_before = _load()
+        load_before = load_average()
         print(
             f"TVBingX signal-to-order benchmark: database {DB_NAME}, Redis {REDIS_URL}, settings {args.settings}, "
             f"Celery pool {_pool(args)}"
         )
-        redis_flush()
-        pg_version = database_recreate(connection_limit=40)
+        redis_flush(REDIS_URL)
+        pg_version = database_recreate(DB_NAME, DB_ROLE, connection_limit=40)
         database_created = True
         with fake_bingx() as bingx:
             api_key, api_secret = "bench-" + secrets.token_hex(8), secrets.token_hex(16)
@@ -855,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
             fake_account.set_margin_mode(FAKE_SYMBOL, MARGIN_MODE)  # as the profile wants: nothing to change
             fake_account.set_leverage(FAKE_SYMBOL, "BOTH", LEVERAGE)
             token = "wh_bench_" + secrets.token_urlsafe(24)
-            env = app_env(
+            env = server_env(
                 token=token, settings_module=args.settings, api_key=api_key, api_secret=api_secret, bingx=bingx
             )
             print(f"  fake BingX at {bingx.base_url}; migrate + bootstrap + account set-up ...", flush=True)
@@ -874,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
             run = asyncio.run(drive(base_url, token, account["account_id"], bingx, fake_account, args))
             for name, process, log in (("server", server, server_log), ("worker", worker, worker_log)):
                 if process.poll() is not None:
-                    raise BenchError(f"the {name} exited during the run:\n{_tail(log)}")
+                    raise BenchError(f"the {name} exited during the run:\n{tail(log)}")
             time.sleep(0.5)  # let the last signals finish (fill read-back) before stopping the worker
             process_stop(worker)
             process_stop(server)
@@ -887,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
             recorded,
             args,
             pg_version=pg_version,
-            logs={"server": _read(server_log), "worker": _read(worker_log)},
+            logs={"server": read_text(server_log), "worker": read_text(worker_log)},
             load_before=load_before,
         )
     except BenchError as error:
@@ -902,17 +754,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         process_stop(worker)
         process_stop(server)
-        for step in [redis_flush] + ([] if args.keep_db or not database_created else [database_drop]):
-            try:
-                step()
-            except (BenchError, psycopg.Error) as error:
-                print(f"cleanup: {error}", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
-        if args.keep_db and database_created:
-            print(
-                f"Kept the database {DB_NAME} and the role {DB_ROLE} (--keep-db); drop them with: "
-                f"psql -h 127.0.0.1 -U postgres -c 'DROP DATABASE {DB_NAME}' -c 'DROP ROLE {DB_ROLE}'"
-            )
+        environment_cleanup(
+            db_name=DB_NAME,
+            db_role=DB_ROLE,
+            redis_url=REDIS_URL,
+            database_created=database_created,
+            keep_db=args.keep_db,
+        )
     return status
 
 

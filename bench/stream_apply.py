@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import cProfile
 import gzip
 import io
 import json
-import math
 import os
 import platform
 import pstats
@@ -60,12 +58,25 @@ except ImportError:  # started with a Python outside the project's virtualenv: u
 if str(ROOT) not in sys.path:  # started as a script: make the project and the fake importable
     sys.path.insert(0, str(ROOT))
 
+from bench.harness import (  # noqa: E402 - after the virtualenv check above
+    BenchError,
+    app_env,
+    database_recreate,
+    database_url,
+    environment_cleanup,
+    load_average,
+    machine_cores_line,
+    percentile,
+    python,
+    redis_flush,
+    run_python,
+    sigterm_as_interrupt,
+)
 from tests.fakes.bingx import fake_bingx  # noqa: E402 - after the virtualenv check above
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "tvbingx_bench_stream"
 DB_ROLE = "tvbingx_bench_stream"  # not a superuser: its connection limit holds
-DB_URL = f"postgres://{DB_ROLE}@127.0.0.1:5432/{DB_NAME}"
+DB_URL = database_url(DB_NAME, DB_ROLE)
 REDIS_URL = "redis://127.0.0.1:6379/6"
 CHANNEL_PREFIX = "tvbingx"  # tvbingx/settings.py CHANNEL_LAYERS
 
@@ -129,107 +140,37 @@ asyncio.run(main())
 """
 
 
-class BenchError(Exception):
-    """The benchmark could not run (as opposed to: it ran and a target was missed)."""
-
-
 # --- Statistics ------------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(round(fraction * len(ordered), 6)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.2f}"
 
 
-def _load() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 # --- Environment -----------------------------------------------------------------------------------------
 
 
-def _pg_admin() -> psycopg.Connection:
-    try:
-        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.Error as error:
-        raise BenchError(f"PostgreSQL is not reachable at 127.0.0.1:5432 as postgres: {error}") from error
-
-
-def database_recreate(connection_limit: int) -> str:
-    with _pg_admin() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"DROP ROLE IF EXISTS {DB_ROLE}")
-        conn.execute(f"CREATE ROLE {DB_ROLE} LOGIN CONNECTION LIMIT {int(connection_limit)}")
-        conn.execute(f"CREATE DATABASE {DB_NAME} OWNER {DB_ROLE}")
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        durability = ", ".join(
-            f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}" for name in ("fsync", "synchronous_commit")
-        )
-    return f"PostgreSQL {version} ({durability})"
-
-
-def database_drop() -> None:
-    with _pg_admin() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"DROP ROLE IF EXISTS {DB_ROLE}")
-
-
-def redis_flush() -> None:
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-        client.flushdb()
-        client.close()
-    except redis.RedisError as error:
-        raise BenchError(f"Redis is not reachable at {REDIS_URL}: {error}") from error
-
-
-def app_env(bingx) -> dict[str, str]:
+def stream_env(bingx) -> dict[str, str]:
     """Only what the app needs: nothing from the caller's environment or a .env file leaks in."""
-    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR") if name in os.environ}
-    env.update(
-        DJANGO_SETTINGS_MODULE="tvbingx.settings",
-        TVBINGX_ENV_FILE="",
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        FIELD_ENCRYPTION_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        DATABASE_URL=DB_URL,
+    return app_env(
+        settings_module="tvbingx.settings",
+        database_url=DB_URL,
+        redis_url=REDIS_URL,
+        trading_mode="live",
         # One connection per account stream (its worker thread keeps it), for every phase's accounts.
         DATABASE_POOL_SIZE="40",
-        REDIS_URL=REDIS_URL,
-        MARKET_DATA_SOURCE="snapshot",
-        TRADING_MODE="live",
         BINGX_BASE_URL=bingx.base_url,
         BINGX_WS_URL=bingx.ws_url,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        LOG_LEVEL="WARNING",
     )
-    return env
-
-
-def _python() -> str:
-    return str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
 
 
 def migrate(env: dict[str, str]) -> None:
-    command = [_python(), "manage.py", "migrate", "--noinput"]
-    completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if completed.returncode != 0:
-        raise BenchError(f"migrate failed:\n{completed.stdout[-2000:]}{completed.stderr[-4000:]}")
+    run_python(env, "manage.py", "migrate", "--noinput", label="migrate")
 
 
 def listener_start(env: dict[str, str]) -> subprocess.Popen:
     process = subprocess.Popen(
-        [_python(), "-c", LISTENER, REDIS_URL, CHANNEL_PREFIX, *TOPICS],
+        [python(), "-c", LISTENER, REDIS_URL, CHANNEL_PREFIX, *TOPICS],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -809,10 +750,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _raise_interrupt(signum, frame):  # SIGTERM: clean up like Ctrl+C
-    raise KeyboardInterrupt
-
-
 def setup_accounts(bingx, names: list[str], captured: dict[str, list]) -> dict[str, tuple]:
     """A live account with keys per name, on the fake and in the database, with a profile per symbol."""
     from trading.models import SymbolProfile, TradingAccount
@@ -930,20 +867,20 @@ def database_summary() -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    sigterm_as_interrupt()
     listener = None
     database_created = django_ready = False
     status = 0
     try:
-        load_before = _load()
+        load_before = load_average()
         print(f"TVBingX stream-apply benchmark: database {DB_NAME}, Redis {REDIS_URL} (channel layer)")
-        redis_flush()
-        pg_version = database_recreate(connection_limit=50)
+        redis_flush(REDIS_URL)
+        pg_version = database_recreate(DB_NAME, DB_ROLE, connection_limit=50)
         database_created = True
         with fake_bingx() as bingx:
             for market in MARKETS:
                 bingx.set_mark_price(market.symbol, market.mark)
-            env = app_env(bingx)
+            env = stream_env(bingx)
             print(f"  fake BingX at {bingx.base_url} (in this process); migrate ...", flush=True)
             migrate(env)
             if not args.no_listener:
@@ -1022,10 +959,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print()
         print("Machine")
-        print(
-            f"  {os.cpu_count()} CPU cores; load average {load_before} before the run, {_load()} after; "
-            f"{platform.platform()}"
-        )
+        print(machine_cores_line(load_before))
         print(f"  Python {platform.python_version()}; {pg_version}; Redis at {REDIS_URL}")
         print(
             "  this process (event loop, worker threads, the fake BingX's threads), the listener, PostgreSQL and "
@@ -1050,17 +984,13 @@ def main(argv: list[str] | None = None) -> int:
             from django.db import connections
 
             connections.close_all()
-        steps = [redis_flush] + ([] if args.keep_db or not database_created else [database_drop])
-        for step in steps:
-            try:
-                step()
-            except (BenchError, psycopg.Error) as error:
-                print(f"cleanup: {error}", file=sys.stderr)
-        if args.keep_db and database_created:
-            print(
-                f"Kept the database {DB_NAME} and the role {DB_ROLE} (--keep-db); drop them with: "
-                f"psql -h 127.0.0.1 -U postgres -c 'DROP DATABASE {DB_NAME}' -c 'DROP ROLE {DB_ROLE}'"
-            )
+        environment_cleanup(
+            db_name=DB_NAME,
+            db_role=DB_ROLE,
+            redis_url=REDIS_URL,
+            database_created=database_created,
+            keep_db=args.keep_db,
+        )
     return status
 
 

@@ -23,20 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
-import math
 import os
 import platform
 import re
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,13 +49,37 @@ except ImportError:  # started with a Python outside the project's virtualenv: u
         os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
     raise
 
-HOST = "127.0.0.1"  # every request goes to this address only
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+if str(ROOT) not in sys.path:  # started as a script: make the bench package importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.harness import (  # noqa: E402 - after the virtualenv check above
+    HOST,
+    PG_ADMIN_URL,  # noqa: F401 - webhook_cpu.py reads it from here
+    BenchError,
+    app_env,
+    database_recreate,
+    database_url,
+    environment_cleanup,
+    free_port,
+    load_average,
+    log_messages,
+    machine_cores_line,
+    percentile,
+    process_stop,
+    read_text,
+    redis_flush,
+    run_python,
+    server_start,
+    server_wait_ready,
+    sigterm_as_interrupt,
+    tail,
+)
+
 DB_NAME = "tvbingx_bench"
 # The server connects as its own role, not as a superuser, so the role's connection limit holds: whatever the
 # server does with connections, it cannot take all of PostgreSQL's max_connections from others on this cluster.
 DB_ROLE = "tvbingx_bench"
-DB_URL = f"postgres://{DB_ROLE}@127.0.0.1:5432/{DB_NAME}"
+DB_URL = database_url(DB_NAME, DB_ROLE)
 DB_ADMIN_BENCH_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
 REDIS_URL = "redis://127.0.0.1:6379/14"
 WEBHOOK_PATH = "/webhook/tradingview"
@@ -73,10 +91,6 @@ BASELINE_TABLE_SQL = (
     "id bigserial PRIMARY KEY, body text NOT NULL, received_at timestamptz NOT NULL DEFAULT now())"
 )
 MAX_REQUESTS_PER_PHASE = 500_000  # a hard bound whatever the arguments
-
-
-class BenchError(Exception):
-    """The benchmark could not run (as opposed to: it ran and a target was missed)."""
 
 
 # --- Load generation -------------------------------------------------------------------------------------
@@ -104,11 +118,8 @@ class PhaseResult:
 
     def percentile_ms(self, fraction: float) -> float | None:
         """Nearest-rank percentile, in milliseconds."""
-        if not self.latencies:
-            return None
-        ordered = sorted(self.latencies)
-        rank = max(1, math.ceil(round(fraction * len(ordered), 6)))
-        return ordered[min(rank, len(ordered)) - 1] * 1000
+        value = percentile(self.latencies, fraction)
+        return None if value is None else value * 1000
 
     def max_ms(self) -> float | None:
         return max(self.latencies) * 1000 if self.latencies else None
@@ -290,75 +301,20 @@ async def server_drained(quiet_seconds: float = 1.0, limit_seconds: float = 30.0
 # --- Environment: database, Redis, server ----------------------------------------------------------------
 
 
-def _pg_admin() -> psycopg.Connection:
-    try:
-        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.Error as error:
-        raise BenchError(f"PostgreSQL is not reachable at 127.0.0.1:5432 as postgres: {error}") from error
-
-
-def database_recreate(connection_limit: int) -> str:
-    with _pg_admin() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"DROP ROLE IF EXISTS {DB_ROLE}")
-        conn.execute(f"CREATE ROLE {DB_ROLE} LOGIN CONNECTION LIMIT {int(connection_limit)}")
-        conn.execute(f"CREATE DATABASE {DB_NAME} OWNER {DB_ROLE}")
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        durability = ", ".join(
-            f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}" for name in ("fsync", "synchronous_commit")
-        )
-    return f"PostgreSQL {version} ({durability})"
-
-
-def database_drop() -> None:
-    with _pg_admin() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"DROP ROLE IF EXISTS {DB_ROLE}")
-
-
-def redis_flush() -> None:
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-        client.flushdb()
-        client.close()
-    except redis.RedisError as error:
-        raise BenchError(f"Redis is not reachable at {REDIS_URL}: {error}") from error
-
-
 def server_env(token: str, settings_module: str) -> dict[str, str]:
     """Only what the server needs: nothing from the caller's environment or a .env file leaks in."""
-    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR") if name in os.environ}
-    env.update(
-        DJANGO_SETTINGS_MODULE=settings_module,
-        TVBINGX_ENV_FILE="",
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        FIELD_ENCRYPTION_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        DATABASE_URL=DB_URL,
-        REDIS_URL=REDIS_URL,
-        MARKET_DATA_SOURCE="snapshot",
-        TRADING_MODE="dry_run",
+    return app_env(
+        settings_module=settings_module,
+        database_url=DB_URL,
+        redis_url=REDIS_URL,
+        trading_mode="dry_run",
         TRADINGVIEW_WEBHOOK_TOKEN=token,
         ADMIN_PASSWORD=secrets.token_urlsafe(18),
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        LOG_LEVEL="WARNING",
     )
-    return env
 
 
 def manage(env: dict[str, str], *command: str) -> None:
-    completed = subprocess.run(
-        [_python(), "manage.py", *command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if completed.returncode != 0:
-        raise BenchError(f"manage.py {' '.join(command)} failed:\n{completed.stdout[-2000:]}{completed.stderr[-4000:]}")
+    run_python(env, "manage.py", *command, label=f"manage.py {' '.join(command)}")
 
 
 def baseline_table_create() -> None:
@@ -366,90 +322,7 @@ def baseline_table_create() -> None:
         conn.execute(BASELINE_TABLE_SQL)
 
 
-def _python() -> str:
-    return str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def server_start(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
-    """One uvicorn process, configured as `manage.py serve` runs it (uvloop, httptools, no lifespan,
-    no proxy headers), with the access log off."""
-    command = [
-        _python(),
-        "-m",
-        "uvicorn",
-        "tvbingx.asgi:application",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--no-proxy-headers",
-        "--lifespan",
-        "off",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    log = log_path.open("wb")
-    try:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    finally:
-        log.close()
-
-
-def server_wait_ready(process: subprocess.Popen, port: int, log_path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"the server exited with {process.returncode}:\n{_tail(log_path)}")
-        try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise BenchError(f"the server did not listen within {timeout:g} s:\n{_tail(log_path)}")
-
-
-def server_stop(process: subprocess.Popen | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)  # only the process this script started, by its pid
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
 LOG_LINE = re.compile(r"^(?:\d{4}-\d\d-\d\d [\d:,]+ )?(WARNING|ERROR|CRITICAL):? +(.*)$")
-
-
-def log_messages(text: str) -> Counter:
-    """The server's log messages (not their traceback lines), counted; digits folded so repeats group."""
-    found: Counter = Counter()
-    for line in text.splitlines():
-        match = LOG_LINE.match(line)
-        if match:
-            found[re.sub(r"\d+", "N", f"{match.group(1)} {match.group(2)}")[:160]] += 1
-    return found
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(_read(path).splitlines()[-lines:])
 
 
 def stored_counts() -> dict[str, object]:
@@ -473,10 +346,6 @@ def stored_counts() -> dict[str, object]:
 
 
 # --- Report ----------------------------------------------------------------------------------------------
-
-
-def _load() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def _ms(value: float | None) -> str:
@@ -566,17 +435,14 @@ def report(
         f"{'new connection per request' if args.new_connections else 'keep-alive connections'}; "
         f"timeout {args.timeout:g} s"
     )
-    messages = log_messages(server_log)
+    messages = log_messages(server_log, LOG_LINE)
     print(f"  server log: {sum(messages.values())} messages at WARNING or above" + (":" if messages else ""))
     for message, count in messages.most_common(5):
         print(f"    {count} x {message}")
 
     print()
     print("Machine")
-    load = _load()
-    print(
-        f"  {os.cpu_count()} CPU cores; load average {load_before} before the run, {load} after; {platform.platform()}"
-    )
+    print(machine_cores_line(load_before))
     print(f"  Python {platform.python_version()}; {pg_version}; Redis at {REDIS_URL}")
     print(
         "  client (aiohttp, one process) and server (one uvicorn process: uvloop + httptools, Django ASGI, "
@@ -626,23 +492,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _raise_interrupt(signum, frame):  # SIGTERM: clean up like Ctrl+C
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    sigterm_as_interrupt()
     workdir = Path(tempfile.mkdtemp(prefix="tvbingx-bench-"))
     log_path = Path(args.server_log).resolve() if args.server_log else workdir / "server.log"
     server = None
     database_created = False
     status = 0
     try:
-        load_before = _load()
+        load_before = load_average()
         print(f"TVBingX webhook benchmark: database {DB_NAME}, Redis {REDIS_URL}, server settings {args.settings}")
-        redis_flush()
-        pg_version = database_recreate(args.db_connection_limit)
+        redis_flush(REDIS_URL)
+        pg_version = database_recreate(DB_NAME, DB_ROLE, args.db_connection_limit)
         database_created = True
         token = "wh_bench_" + secrets.token_urlsafe(24)
         env = server_env(token, args.settings)
@@ -657,8 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  server up at {base_url} (pid {server.pid}); warm-up {args.warmup:g} s per endpoint ...", flush=True)
         results, sent = asyncio.run(run_load(base_url, token, args))
         if server.poll() is not None:
-            raise BenchError(f"the server exited during the run:\n{_tail(log_path)}")
-        server_stop(server)
+            raise BenchError(f"the server exited during the run:\n{tail(log_path)}")
+        process_stop(server, timeout=15)
         stored = stored_counts()
         report(
             results,
@@ -666,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             pg_version=pg_version,
             stored=stored,
             sent=sent,
-            server_log=_read(log_path),
+            server_log=read_text(log_path),
             load_before=load_before,
         )
         if any(phase.ok == 0 for phase in results):
@@ -678,18 +540,15 @@ def main(argv: list[str] | None = None) -> int:
         print("\nInterrupted; cleaning up.", file=sys.stderr)
         status = 130
     finally:
-        server_stop(server)
-        for step in [redis_flush] + ([] if args.keep_db or not database_created else [database_drop]):
-            try:
-                step()
-            except (BenchError, psycopg.Error) as error:
-                print(f"cleanup: {error}", file=sys.stderr)
+        process_stop(server, timeout=15)
         shutil.rmtree(workdir, ignore_errors=True)
-        if args.keep_db and database_created:
-            print(
-                f"Kept the database {DB_NAME} and the role {DB_ROLE} (--keep-db); drop them with: "
-                f"psql -h 127.0.0.1 -U postgres -c 'DROP DATABASE {DB_NAME}' -c 'DROP ROLE {DB_ROLE}'"
-            )
+        environment_cleanup(
+            db_name=DB_NAME,
+            db_role=DB_ROLE,
+            redis_url=REDIS_URL,
+            database_created=database_created,
+            keep_db=args.keep_db,
+        )
     return status
 
 

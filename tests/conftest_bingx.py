@@ -1,19 +1,28 @@
-"""Fixtures for tests against the fake BingX: the running fake, an account on it, and settings pointing at it.
+"""Fixtures for tests against the fake BingX: the running fake, an account on it, and settings pointing at it;
+and the live account of ours that trades on it, with a webhook sender.
 
 Imported by the conftest of each test package that trades on BingX.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
 
+from signals_app.models import Signal
+from tests.factories import RiskLimitsFactory, SymbolProfileFactory, TradingAccountFactory
 from tests.fakes.bingx import fake_bingx
+from trading.audit import Actor
 from trading.exchange.breaker import breaker_forget_local
 from trading.exchange.client import clients_forget
 from trading.exchange.clock import clock_forget
+from trading.models import TradingAccount
+from trading.services import account_rotate_webhook_secret
 
 KEY, SECRET = "live-key", "live-secret"
 
@@ -39,3 +48,32 @@ def bingx(settings):
 def on_bingx(bingx):
     """The account as BingX sees it: 10,000 USDT, one-way mode, keys KEY/SECRET."""
     return bingx.add_account(api_key=KEY, api_secret=SECRET, balance=Decimal("10000"))
+
+
+BTC = "BTC/USDT:USDT"  # ccxt's unified symbol, as a symbol profile names it
+_alert_ids = itertools.count(1)
+
+
+def live_account_on_bingx(**overrides) -> TradingAccount:
+    """A live account with auto-trade on and the keys KEY/SECRET (the on_bingx account), default risk limits,
+    trading BTC at 5x isolated. overrides go to the account's factory (name=..., ...)."""
+    account = TradingAccountFactory(
+        **{"mode": "live", "auto_trade": True, "api_key": KEY, "api_secret": SECRET, **overrides}
+    )
+    RiskLimitsFactory(account=account)
+    SymbolProfileFactory(account=account, symbol=BTC, leverage=5, max_leverage=20, margin_mode="isolated")
+    return account
+
+
+def webhook_sender(client, account, *, prefix: str = "alert") -> Callable[..., Signal]:
+    """send(**alert): posts the alert to the webhook with the account's (freshly rotated) secret and a new
+    alert_id (prefix-N) unless given, checks the status (expect, 202 by default) and returns the signal."""
+    secret = account_rotate_webhook_secret(account=account, actor=Actor.system("test"))
+
+    def send(*, expect: int = 202, alert_id: str | None = None, **alert) -> Signal:
+        body = {"secret": secret, "alert_id": alert_id or f"{prefix}-{next(_alert_ids)}", **alert}
+        response = client.post("/webhook/tradingview", json.dumps(body), content_type="application/json")
+        assert response.status_code == expect, response.json()
+        return Signal.objects.get(pk=response.json()["signal_id"])
+
+    return send

@@ -9,8 +9,6 @@ are followed by ``orders_poll``, as Celery beat runs it.
 
 from __future__ import annotations
 
-import itertools
-import json
 import time
 from decimal import Decimal
 
@@ -20,13 +18,10 @@ from channels.layers import get_channel_layer
 
 from signals_app.models import Signal
 from signals_app.pipeline import signals_sweep
-from tests.conftest_bingx import KEY, SECRET
-from tests.factories import RiskLimitsFactory, SymbolProfileFactory, TradingAccountFactory
+from tests.conftest_bingx import live_account_on_bingx, webhook_sender
 from tests.fakes.bingx import Fault
-from trading.audit import Actor
 from trading.execution import orders_poll
 from trading.models import Order, Position
-from trading.services import account_rotate_webhook_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +29,6 @@ S = Signal.Status
 BTC = "BTC/USDT:USDT"
 ORDER_PATH = "/openApi/swap/v2/trade/order"
 BUY = {"symbol": "BINANCE:BTCUSDT.P", "action": "buy", "price": "65000", "size": {"mode": "qty", "value": "0.01"}}
-_alert_ids = itertools.count(1)
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -43,23 +37,12 @@ _alert_ids = itertools.count(1)
 @pytest.fixture
 def account(on_bingx):
     """A live account with auto-trade on, trading BTC at 5x isolated."""
-    account = TradingAccountFactory(mode="live", auto_trade=True, api_key=KEY, api_secret=SECRET)
-    RiskLimitsFactory(account=account)
-    SymbolProfileFactory(account=account, symbol=BTC, leverage=5, max_leverage=20, margin_mode="isolated")
-    return account
+    return live_account_on_bingx()
 
 
 @pytest.fixture
 def send(client, account):
-    secret = account_rotate_webhook_secret(account=account, actor=Actor.system("test"))
-
-    def send(*, expect: int = 202, alert_id: str | None = None, **alert) -> Signal:
-        body = {"secret": secret, "alert_id": alert_id or f"e2e-{next(_alert_ids)}", **alert}
-        response = client.post("/webhook/tradingview", json.dumps(body), content_type="application/json")
-        assert response.status_code == expect, response.json()
-        return Signal.objects.get(pk=response.json()["signal_id"])
-
-    return send
+    return webhook_sender(client, account, prefix="e2e")
 
 
 @pytest.fixture

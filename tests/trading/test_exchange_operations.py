@@ -3,8 +3,6 @@ entries (cancel, update SL/TP, manual approval), and sub-accounts kept apart. Al
 
 from __future__ import annotations
 
-import itertools
-import json
 import re
 from decimal import Decimal
 from io import StringIO
@@ -16,38 +14,25 @@ from django.core.management.base import CommandError
 from signals_app.models import Signal
 from signals_app.pipeline import signal_approve
 from tests.admin_helpers import admin_url
-from tests.conftest_bingx import KEY, SECRET
+from tests.conftest_bingx import live_account_on_bingx, webhook_sender
 from tests.factories import RiskLimitsFactory, SymbolProfileFactory, TradingAccountFactory
 from tests.fakes.bingx import Fault
 from trading.audit import Actor
 from trading.models import BalanceSnapshot, Order, Position, SymbolProfile
-from trading.services import account_rotate_webhook_secret
 
 pytestmark = pytest.mark.django_db
 
 BTC = "BTC/USDT:USDT"
 BUY = {"symbol": "BTCUSDT.P", "action": "buy", "price": "65000", "size": {"mode": "qty", "value": "0.01"}}
-_ids = itertools.count(1)
 
 
 @pytest.fixture
 def account(on_bingx):
-    account = TradingAccountFactory(name="main", mode="live", auto_trade=True, api_key=KEY, api_secret=SECRET)
-    RiskLimitsFactory(account=account)
-    SymbolProfileFactory(account=account, symbol=BTC, leverage=5, max_leverage=20, margin_mode="isolated")
-    return account
+    return live_account_on_bingx(name="main")
 
 
 def sender(client, account):
-    secret = account_rotate_webhook_secret(account=account, actor=Actor.system("test"))
-
-    def send(**alert) -> Signal:
-        body = {"secret": secret, "alert_id": f"ops-{next(_ids)}", **alert}
-        response = client.post("/webhook/tradingview", json.dumps(body), content_type="application/json")
-        assert response.status_code == 202, response.json()
-        return Signal.objects.get(pk=response.json()["signal_id"])
-
-    return send
+    return webhook_sender(client, account, prefix="ops")
 
 
 @pytest.fixture

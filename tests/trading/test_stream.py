@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
-import json
 import threading
 import time
 from decimal import Decimal
@@ -21,16 +19,12 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import OperationalError, connection
 
-from signals_app.models import Signal
-from tests.conftest_bingx import KEY, SECRET
-from tests.factories import RiskLimitsFactory, SymbolProfileFactory, TradingAccountFactory
+from tests.conftest_bingx import live_account_on_bingx, webhook_sender
 from tests.fakes_tests.clients import sync_client
-from trading.audit import Actor
 from trading.exchange.stream import parse_event
 from trading.execution import order_apply, orders_poll
 from trading.management.commands.run_stream import pool_shortfall
 from trading.models import BalanceSnapshot, Fill, Order, Position, StreamState
-from trading.services import account_rotate_webhook_secret
 from trading.stream import (
     StreamMemory,
     StreamTimings,
@@ -53,7 +47,6 @@ FAST = StreamTimings(
     down_alert_seconds=60,
     accounts_refresh_seconds=60,
 )
-_alert_ids = itertools.count(1)
 
 live_db = pytest.mark.django_db(transaction=True)
 
@@ -63,23 +56,12 @@ live_db = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def account(on_bingx):
-    account = TradingAccountFactory(mode="live", auto_trade=True, api_key=KEY, api_secret=SECRET)
-    RiskLimitsFactory(account=account)
-    SymbolProfileFactory(account=account, symbol=BTC, leverage=5, max_leverage=20, margin_mode="isolated")
-    return account
+    return live_account_on_bingx()
 
 
 @pytest.fixture
 def send(client, account):
-    secret = account_rotate_webhook_secret(account=account, actor=Actor.system("test"))
-
-    def send(**alert) -> Signal:
-        body = {"secret": secret, "alert_id": f"stream-{next(_alert_ids)}", **alert}
-        response = client.post("/webhook/tradingview", json.dumps(body), content_type="application/json")
-        assert response.status_code == 202, response.json()
-        return Signal.objects.get(pk=response.json()["signal_id"])
-
-    return send
+    return webhook_sender(client, account, prefix="stream")
 
 
 @pytest.fixture
