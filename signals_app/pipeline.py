@@ -398,9 +398,23 @@ def _finish(signal: Signal, status: str, reason: str, *, actor: Actor, topic: st
 
 def _execute_on_exchange(signal: Signal, account: TradingAccount, plan: Plan, *, actor: Actor) -> str:
     """The same steps as the dry run, each on BingX, in order: a reverse opens only after its close is confirmed."""
+    return _execute_steps(signal, account, plan, actor=actor, executor=execution)
+
+
+def _execute_dry_run(signal: Signal, account: TradingAccount, plan: Plan, *, actor: Actor) -> None:
+    with transaction.atomic():  # the trade and the signal's final status commit together
+        summary = _execute_steps(signal, account, plan, actor=actor, executor=dry_run)
+        signal_transition(signal=signal, to=S.EXECUTED, actor=actor, reason=summary)
+    publish("orders.executed", signal, summary=summary)
+
+
+def _execute_steps(signal: Signal, account: TradingAccount, plan: Plan, *, actor: Actor, executor) -> str:
+    """Close, cancel, update, then enter, with ``executor`` (``trading.dry_run`` or ``trading.execution``, which
+    offer the same operations); returns what was done. Only the dry run needs the price to fill at."""
     summaries = []
     if plan.close_sides:
-        report = execution.close_execute(
+        fill_price = {"price": plan.price} if executor is dry_run else {}
+        report = executor.close_execute(
             account=account,
             signal=signal,
             sides=plan.close_sides,
@@ -408,46 +422,18 @@ def _execute_on_exchange(signal: Signal, account: TradingAccount, plan: Plan, *,
             fraction=_close_fraction(signal, account, plan),
             qty_step=plan.market.amount_step,
             reason=Position.CloseReason.REVERSE if signal.action == "reverse" else Position.CloseReason.SIGNAL,
+            **fill_price,
         )
         summaries.append(report.summary)
     if signal.action == "cancel":
         summaries.append(
-            execution.orders_cancel(account=account, signal=signal, actor=actor, include_protective=False).summary
+            executor.orders_cancel(account=account, signal=signal, actor=actor, include_protective=False).summary
         )
     if signal.action == "update":
-        summaries.append(_update_protective(signal, account, plan, actor, executor=execution))
+        summaries.append(_update_protective(signal, account, plan, actor, executor=executor))
     if plan.entry is not None:
-        summaries.append(execution.entry_execute(account=account, signal=signal, plan=plan.entry, actor=actor).summary)
+        summaries.append(executor.entry_execute(account=account, signal=signal, plan=plan.entry, actor=actor).summary)
     return "; ".join(summaries)
-
-
-def _execute_dry_run(signal: Signal, account: TradingAccount, plan: Plan, *, actor: Actor) -> None:
-    summaries = []
-    with transaction.atomic():  # the trade and the signal's final status commit together
-        if plan.close_sides:
-            report = dry_run.close_execute(
-                account=account,
-                signal=signal,
-                sides=plan.close_sides,
-                price=plan.price,
-                actor=actor,
-                fraction=_close_fraction(signal, account, plan),
-                qty_step=plan.market.amount_step,
-                reason=Position.CloseReason.REVERSE if signal.action == "reverse" else Position.CloseReason.SIGNAL,
-            )
-            summaries.append(report.summary)
-        if signal.action == "cancel":
-            summaries.append(
-                dry_run.orders_cancel(account=account, signal=signal, actor=actor, include_protective=False).summary
-            )
-        if signal.action == "update":
-            summaries.append(_update_protective(signal, account, plan, actor, executor=dry_run))
-        if plan.entry is not None:
-            summaries.append(
-                dry_run.entry_execute(account=account, signal=signal, plan=plan.entry, actor=actor).summary
-            )
-        signal_transition(signal=signal, to=S.EXECUTED, actor=actor, reason="; ".join(summaries))
-    publish("orders.executed", signal, summary="; ".join(summaries))
 
 
 def _close_fraction(signal: Signal, account: TradingAccount, plan: Plan) -> Decimal:
