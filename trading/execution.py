@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from signals_app.events import publish
@@ -33,7 +34,7 @@ from trading.exchange.errors import (
     OrderNotFound,
     RateLimited,
 )
-from trading.exchange.types import ExchangeOrder, OrderRequest
+from trading.exchange.types import ExchangeBalance, ExchangeOrder, ExchangePosition, OrderRequest
 from trading.markets import markets_catalog
 from trading.models import BalanceSnapshot, Fill, Order, Position, PositionMode, TradingAccount, TradingMode
 from trading.precision import round_amount_down
@@ -634,17 +635,9 @@ def positions_sync(
             if (position.symbol, position.side) not in on_exchange:
                 position_close_recorded(position=position, reason=reason, actor=actor)
         for key, state in on_exchange.items():
-            fields = {
-                "qty": state.qty,
-                "entry_price": state.entry_price,
-                "mark_price": state.mark_price,
-                "unrealized_pnl": state.unrealized_pnl,
-                "leverage": state.leverage or account.default_leverage,
-                "margin_mode": state.margin_mode,
-                "liquidation_price": state.liquidation_price,
-            }
+            fields = position_fields(account, state)
             if key in known:
-                fields["realized_pnl"] = _realized_since(known[key])
+                fields["realized_pnl"] = position_realized_pnl(known[key])
             position = known.get(key)
             if position is None:
                 position = position_open_or_update(
@@ -685,7 +678,7 @@ def position_open_or_update(
 def position_close_recorded(*, position: Position, reason: str, actor: Actor = EXCHANGE) -> bool:
     """Close ``position`` (gone on BingX) with ``reason`` and the realized PnL of its closing fills, and
     announce it (``positions.closed``, after commit). Closing a closed position does nothing."""
-    realized = _realized_since(position)
+    realized = position_realized_pnl(position)
     if not position_close(position=position, reason=reason, actor=actor, realized_pnl=realized):
         return False
     publish(
@@ -701,23 +694,36 @@ def position_close_recorded(*, position: Position, reason: str, actor: Actor = E
     return True
 
 
-def _realized_since(position: Position) -> Decimal:
-    """Realized PnL of the reduce-only fills on this position since it opened (fees not deducted)."""
+def position_fields(account: TradingAccount, state: ExchangePosition) -> dict[str, object]:
+    """A Position's fields as BingX reports them (entry price kept to the database's 8 decimals)."""
+    return {
+        "qty": state.qty,
+        "entry_price": state.entry_price.quantize(Decimal("0.00000001")),
+        "mark_price": state.mark_price,
+        "unrealized_pnl": state.unrealized_pnl,
+        "leverage": state.leverage or account.default_leverage,
+        "margin_mode": state.margin_mode,
+        "liquidation_price": state.liquidation_price,
+    }
+
+
+def position_realized_pnl(position: Position) -> Decimal:
+    """Realized PnL of the fills on the closing side of this position since it opened (fees not deducted):
+    our reduce-only closes, its stop loss and take profits, and orders placed by hand on BingX alike."""
     closing_side = "sell" if position.side == "long" else "buy"
-    fills = Fill.objects.filter(
+    total = Fill.objects.filter(
         order__account=position.account,
         order__symbol=position.symbol,
         order__side=closing_side,
-        order__reduce_only=True,
+        order__position_side__in=(position.side, Order.PositionSideChoice.BOTH),
         executed_at__gte=position.opened_at,
-    )
-    return sum(fills.values_list("realized_pnl", flat=True), ZERO)
+    ).aggregate(total=Sum("realized_pnl"))["total"]
+    return total or ZERO
 
 
-def balance_sync(*, account: TradingAccount, client: BingXClient | None = None) -> BalanceSnapshot:
-    client = client or client_for(account)
-    balance = client.balance()
-    snapshot = BalanceSnapshot.objects.create(
+def balance_record(*, account: TradingAccount, balance: ExchangeBalance) -> BalanceSnapshot:
+    """A BalanceSnapshot of what BingX reported."""
+    return BalanceSnapshot.objects.create(
         account=account,
         asset=balance.asset,
         equity=balance.equity,
@@ -727,6 +733,11 @@ def balance_sync(*, account: TradingAccount, client: BingXClient | None = None) 
         used_margin=balance.used_margin,
         taken_at=timezone.now(),
     )
+
+
+def balance_sync(*, account: TradingAccount, client: BingXClient | None = None) -> BalanceSnapshot:
+    client = client or client_for(account)
+    snapshot = balance_record(account=account, balance=client.balance())
     publish("balances.updated", None, account_id=account.pk, account=account.name)
     return snapshot
 

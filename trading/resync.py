@@ -44,9 +44,12 @@ from trading.exchange.types import ExchangeBalance, ExchangeOrder, ExchangePosit
 from trading.execution import (
     OPEN_STATUSES,
     STALE_NEW_SECONDS,
+    balance_record,
     exchange_accounts,
     order_apply,
     order_filled_follow_up,
+    position_fields,
+    position_realized_pnl,
 )
 from trading.models import BalanceSnapshot, Fill, Order, Position, TradingAccount, TradingMode
 from trading.rules import ORDER_TRANSITIONS
@@ -502,18 +505,6 @@ def _purpose_of(state: ExchangeOrder) -> str:
 # --- positions -----------------------------------------------------------------------------------------
 
 
-def _position_fields(account: TradingAccount, state: ExchangePosition) -> dict[str, object]:
-    return {
-        "qty": state.qty,
-        "entry_price": _q(state.entry_price),
-        "mark_price": state.mark_price,
-        "unrealized_pnl": state.unrealized_pnl,
-        "leverage": state.leverage or account.default_leverage,
-        "margin_mode": state.margin_mode,
-        "liquidation_price": state.liquidation_price,
-    }
-
-
 COMPARED_POSITION_FIELDS = ("qty", "entry_price", "leverage", "margin_mode")
 
 
@@ -528,7 +519,7 @@ def _positions_compare(context: _Context, exchange: _Exchange) -> list[_Correcti
             difference = Difference("position_gone", label, "qty", _text(position.qty), "0", "close (reconciliation)")
             plan.append(_Correction([difference], _position_close_fix(context, position.pk)))
             continue
-        wanted = _position_fields(account, state)
+        wanted = position_fields(account, state)
         differences = [
             Difference("position", label, name, _text(getattr(position, name)), _text(wanted[name]), "update")
             for name in COMPARED_POSITION_FIELDS
@@ -561,7 +552,7 @@ def _position_update_fix(context: _Context, position_pk: int, state: ExchangePos
             if position.status != Position.Status.OPEN or position.updated_at > context.started:
                 return False
             before = _position_view(position)
-            fields = _position_fields(context.account, state)
+            fields = position_fields(context.account, state)
             for name, value in fields.items():
                 setattr(position, name, value)
             position.save(update_fields=[*fields, "updated_at"])
@@ -589,7 +580,7 @@ def _position_close_fix(context: _Context, position_pk: int) -> Callable[[], boo
                 position=position,
                 reason=Position.CloseReason.RECONCILIATION,
                 actor=context.actor,
-                realized_pnl=_realized_since(position),
+                realized_pnl=position_realized_pnl(position),
             )
             position.refresh_from_db()
             audit_record(
@@ -603,20 +594,6 @@ def _position_close_fix(context: _Context, position_pk: int) -> Callable[[], boo
         return True
 
     return fix
-
-
-def _realized_since(position: Position) -> Decimal:
-    """Realized PnL of the fills on the closing side of this position since it opened (any order, also
-    one placed by hand without reduce-only)."""
-    closing_side = "sell" if position.side == "long" else "buy"
-    total = Fill.objects.filter(
-        order__account=position.account,
-        order__symbol=position.symbol,
-        order__side=closing_side,
-        order__position_side__in=(position.side, Order.PositionSideChoice.BOTH),
-        executed_at__gte=position.opened_at,
-    ).aggregate(total=Sum("realized_pnl"))["total"]
-    return total or ZERO
 
 
 def _position_create_fix(context: _Context, state: ExchangePosition) -> Callable[[], bool]:
@@ -633,7 +610,7 @@ def _position_create_fix(context: _Context, state: ExchangePosition) -> Callable
                     symbol=state.symbol,
                     side=state.side,
                     opened_at=timezone.now(),
-                    **_position_fields(context.account, state),
+                    **position_fields(context.account, state),
                 )
                 audit_record(
                     actor=context.actor,
@@ -665,16 +642,7 @@ def _balance_compare(context: _Context, balance: ExchangeBalance) -> list[_Corre
 
     def fix() -> bool:
         with transaction.atomic():
-            snapshot = BalanceSnapshot.objects.create(
-                account=context.account,
-                asset=balance.asset,
-                equity=balance.equity,
-                available=balance.available,
-                wallet_balance=balance.wallet_balance,
-                unrealized_pnl=balance.unrealized_pnl,
-                used_margin=balance.used_margin,
-                taken_at=timezone.now(),
-            )
+            snapshot = balance_record(account=context.account, balance=balance)
             if latest is not None and abs(latest.wallet_balance - balance.wallet_balance) < BALANCE_TOLERANCE:
                 # Only the price moved (unrealized PnL): a fresh snapshot, not a correction worth an audit row
                 # every minute. Money that moved without us seeing it (the wallet balance) is audited.
