@@ -19,9 +19,8 @@ from django.utils import timezone
 from trading.audit import Actor
 from trading.models import BalanceSnapshot, Fill, Order, Position, TradingAccount
 from trading.precision import round_amount_down
-from trading.rules import client_order_id_for
 from trading.selectors import balance_latest, position_list_open
-from trading.services import order_transition, position_close
+from trading.services import order_for_leg, order_transition, position_close, signal_of
 
 ZERO = Decimal("0")
 
@@ -90,13 +89,8 @@ def slipped(price: Decimal, side: str) -> Decimal:
 
 
 def _order(*, account, signal, leg: str, **fields) -> Order:
-    client_order_id = client_order_id_for(account_id=account.pk, signal_id=signal.pk, leg=leg)
     # Orders the platform places itself (e.g. flattening after a loss breach) belong to no signal.
-    owner = signal if hasattr(signal, "_meta") else None
-    order, _ = Order.objects.get_or_create(
-        client_order_id=client_order_id, defaults={"account": account, "signal": owner, **fields}
-    )
-    return order
+    return order_for_leg(account=account, origin_pk=signal.pk, leg=leg, signal=signal_of(signal), **fields)
 
 
 def _fill(*, order: Order, price: Decimal, qty: Decimal, actor: Actor, realized: Decimal = ZERO) -> Decimal:

@@ -38,8 +38,8 @@ from trading.exchange.types import ExchangeBalance, ExchangeOrder, ExchangePosit
 from trading.markets import markets_catalog
 from trading.models import BalanceSnapshot, Fill, Order, Position, PositionMode, TradingAccount, TradingMode
 from trading.precision import round_amount_down
-from trading.rules import ORDER_TRANSITIONS, client_order_id_for
-from trading.services import order_transition, position_close
+from trading.rules import ORDER_TRANSITIONS
+from trading.services import order_for_leg, order_transition, position_close, signal_of
 from trading.symbol_settings import symbol_settings_ensure
 
 logger = logging.getLogger(__name__)
@@ -252,18 +252,6 @@ def _await_final(order: Order, client: BingXClient) -> None:
         time.sleep(FILL_POLL_SECONDS)
 
 
-def _order_row(*, account: TradingAccount, origin_pk, leg: str, signal=None, **fields) -> Order:
-    client_order_id = client_order_id_for(account_id=account.pk, signal_id=origin_pk, leg=leg)
-    order, _ = Order.objects.get_or_create(
-        client_order_id=client_order_id, defaults={"account": account, "signal": signal, **fields}
-    )
-    return order
-
-
-def _signal_of(origin):
-    return origin if hasattr(origin, "_meta") else None
-
-
 # --- entries and their protection ------------------------------------------------------------------
 
 
@@ -281,11 +269,11 @@ def entry_execute(*, account: TradingAccount, signal, plan: EntryPlan, actor: Ac
         actor=actor,
     )
     side = "buy" if plan.side == "long" else "sell"
-    entry = _order_row(
+    entry = order_for_leg(
         account=account,
         origin_pk=signal.pk,
         leg="entry",
-        signal=_signal_of(signal),
+        signal=signal_of(signal),
         symbol=plan.symbol,
         side=side,
         position_side=plan.side if hedged else Order.PositionSideChoice.BOTH,
@@ -389,11 +377,11 @@ def protective_place(
     """
     client = client or client_for(account)
     hedged = is_hedged(account)
-    order = _order_row(
+    order = order_for_leg(
         account=account,
         origin_pk=origin.pk if not isinstance(origin, Order) else f"order-{origin.pk}",
         leg=key or leg.purpose,
-        signal=origin.signal if isinstance(origin, Order) else _signal_of(origin),
+        signal=origin.signal if isinstance(origin, Order) else signal_of(origin),
         symbol=symbol,
         side="sell" if side == "long" else "buy",
         position_side=side if hedged else Order.PositionSideChoice.BOTH,
@@ -449,11 +437,11 @@ def close_execute(
             qty = round_amount_down(qty, qty_step)
         if qty <= 0:
             continue
-        order = _order_row(
+        order = order_for_leg(
             account=account,
             origin_pk=signal.pk,
             leg=f"close_{position.side}",
-            signal=_signal_of(signal),
+            signal=signal_of(signal),
             symbol=position.symbol,
             side="sell" if position.side == "long" else "buy",
             position_side=position.side if hedged else Order.PositionSideChoice.BOTH,
@@ -585,7 +573,7 @@ def order_place_manual(
     client.clock_check()
     hedged = is_hedged(account)
     position = ("long" if side == "sell" else "short") if reduce_only else ("long" if side == "buy" else "short")
-    order = _order_row(
+    order = order_for_leg(
         account=account,
         origin_pk=f"manual-{reference}",
         leg="order",

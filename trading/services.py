@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from trading.audit import Actor, audit_record, snapshot
 from trading.models import Order, Position, RiskLimits, TradingAccount
-from trading.rules import ORDER_TRANSITIONS, POSITION_TRANSITIONS
+from trading.rules import ORDER_TRANSITIONS, POSITION_TRANSITIONS, client_order_id_for
 from trading.secrets import webhook_secret_digest, webhook_secret_generate, webhook_secret_matches
 from trading.transitions import apply_transition
 from tvbingx.fields import EncryptedTextField, rotate_value
@@ -22,6 +22,21 @@ def order_transition(*, order: Order, to: str, actor: Actor, reason: str = "", c
     if to == Order.Status.REJECTED and reason:
         changes.setdefault("error_text", reason)
     return apply_transition(order, to=to, table=ORDER_TRANSITIONS, actor=actor, reason=reason, changes=changes)
+
+
+def order_for_leg(*, account: TradingAccount, origin_pk, leg: str, signal=None, **fields) -> Order:
+    """The order of one leg of a trade, created on first call: its client order id comes from the account, the
+    origin (a signal, an entry, a flatten) and the leg, so asking again returns the same row, never a second one."""
+    client_order_id = client_order_id_for(account_id=account.pk, signal_id=origin_pk, leg=leg)
+    order, _ = Order.objects.get_or_create(
+        client_order_id=client_order_id, defaults={"account": account, "signal": signal, **fields}
+    )
+    return order
+
+
+def signal_of(origin):
+    """The signal behind an order's origin, or None for origins that are no signal (a flatten, a manual order)."""
+    return origin if hasattr(origin, "_meta") else None
 
 
 def position_close(*, position: Position, reason: str, actor: Actor, realized_pnl=None) -> bool:
