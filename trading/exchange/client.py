@@ -39,7 +39,7 @@ from trading.exchange.errors import (
     RateLimited,
     translate,
 )
-from trading.exchange.public import rest_api_root
+from trading.exchange.public import rest_api_root, rest_root_apply
 from trading.exchange.types import (
     ORDER_STATUS_FROM_BINGX,
     ORDER_TYPE_FROM_BINGX,
@@ -134,9 +134,7 @@ class BingXClient:
         )
         if endpoints.sandbox:
             self._ccxt.set_sandbox_mode(True)  # before the overrides below, which it would discard
-        for section, url in list(self._ccxt.urls["api"].items()):
-            if isinstance(url, str):
-                self._ccxt.urls["api"][section] = endpoints.rest_root
+        rest_root_apply(self._ccxt, endpoints.rest_root)
         self._ccxt.urls["api"]["ws"] = dict(endpoints.ws)
         self._catalog = None
 

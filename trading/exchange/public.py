@@ -92,13 +92,19 @@ def _public_client(*, base_url: str, timeout_seconds: float) -> ccxt.bingx:
             "options": {"defaultType": "swap"},
         }
     )
-    # ccxt has no host switch: each API section holds a full root, to which sign() appends
-    # /<section>/<version>/<path>. Pointing every section at the same root covers any endpoint.
-    api_root = rest_api_root(base_url)
-    for section, url in client.urls["api"].items():
+    rest_root_apply(client, rest_api_root(base_url))
+    return client
+
+
+def rest_root_apply(client: ccxt.bingx, api_root: str) -> None:
+    """Point every REST section of a ccxt bingx client at ``api_root`` (".../openApi").
+
+    ccxt has no host switch: each API section holds a full root, to which sign() appends
+    /<section>/<version>/<path>. Pointing every section at the same root covers any endpoint.
+    """
+    for section, url in list(client.urls["api"].items()):
         if isinstance(url, str):
             client.urls["api"][section] = api_root
-    return client
 
 
 @functools.cache
