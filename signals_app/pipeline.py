@@ -655,6 +655,7 @@ def signals_executing_resolve() -> int:
     """
     cutoff = timezone.now() - timedelta(seconds=settings.SIGNAL_SWEEP_AFTER_SECONDS)
     finished = 0
+    polled: dict[int, ExchangeError | None] = {}  # one look at BingX per account per sweep, not per signal
     for signal in Signal.objects.filter(status=S.EXECUTING, executing_at__lte=cutoff).select_related("account"):
         account = signal.account
         if account.mode == TradingMode.DRY_RUN:
@@ -667,10 +668,14 @@ def signals_executing_resolve() -> int:
             )
             finished += 1
             continue
-        try:
-            execution.orders_poll(account=account)
-        except ExchangeError as error:
-            logger.warning("signal %s: orders not readable yet: %s", signal.pk, error)
+        if account.pk not in polled:
+            try:
+                execution.orders_poll(account=account)
+                polled[account.pk] = None
+            except ExchangeError as error:
+                polled[account.pk] = error
+        if polled[account.pk] is not None:
+            logger.warning("signal %s: orders not readable yet: %s", signal.pk, polled[account.pk])
             continue
         orders = list(signal.orders.all())
         if any(order.status in (Order.Status.UNKNOWN, Order.Status.NEW) for order in orders):
