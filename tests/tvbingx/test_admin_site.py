@@ -15,7 +15,7 @@ from django.urls import reverse
 
 import trading.models as trading
 from signals_app.models import Signal
-from telegram_bot.models import BotSession, TelegramUser
+from telegram_bot.models import BotSession, Notification, SignalCard, TelegramUser
 from tests.admin_helpers import admin_url, filter_params, follow_path, run_action
 from tests.factories import (
     BalanceSnapshotFactory,
@@ -58,6 +58,20 @@ def _bot_session() -> BotSession:
     )
 
 
+def _notification() -> Notification:
+    user = TelegramUserFactory()
+    return Notification.objects.create(
+        telegram_user=user, chat_id=user.telegram_id, kind="alert", dedupe_key="alert:test", text="Stream down"
+    )
+
+
+def _signal_card() -> SignalCard:
+    user = TelegramUserFactory()
+    return SignalCard.objects.create(
+        signal=_signal_with_an_order(), telegram_user=user, chat_id=user.telegram_id, message_id=7
+    )
+
+
 SAMPLE_MAKERS = {
     trading.TradingAccount: TradingAccountFactory,
     trading.SymbolProfile: lambda: TakeProfitLevelFactory().profile,  # with an inline row to render
@@ -70,6 +84,8 @@ SAMPLE_MAKERS = {
     Signal: _signal_with_an_order,  # with an order in its inline
     TelegramUser: TelegramUserFactory,
     BotSession: _bot_session,
+    Notification: _notification,
+    SignalCard: _signal_card,
 }
 EDITABLE = [trading.TradingAccount, trading.SymbolProfile, trading.RiskLimits, TelegramUser]
 READ_ONLY = [
@@ -80,6 +96,8 @@ READ_ONLY = [
     trading.AuditEvent,
     Signal,
     BotSession,
+    Notification,
+    SignalCard,
 ]
 REGISTERED = sorted(
     (model for model in admin.site._registry if model._meta.app_label in APPS), key=lambda m: m._meta.label_lower
