@@ -146,3 +146,15 @@ class AuditEventFactory(factory.django.DjangoModelFactory):
 
     actor_type = "system"
     action = "test.event"
+
+
+class TelegramAdminFactory(TelegramUserFactory):
+    role = TelegramUser.Role.ADMIN
+
+
+class TelegramTraderFactory(TelegramUserFactory):
+    role = TelegramUser.Role.TRADER
+
+
+class TelegramViewerFactory(TelegramUserFactory):
+    role = TelegramUser.Role.VIEWER

@@ -217,6 +217,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TELEGRAM_BOT_TOKEN", "str", "", "Bot token from @BotFather; switches on the bot.", secret=True),
     Variable("TELEGRAM_ADMIN_IDS", "int_list", [], "Telegram user ids bootstrapped as admins."),
     Variable(
+        "TELEGRAM_API_BASE_URL",
+        "str",
+        "https://api.telegram.org",
+        "Bot API server the bot and the notification sender talk to (self-hosted or a local fake).",
+    ),
+    Variable(
         "FIELD_ENCRYPTION_KEYS",
         "fernet_keys",
         [],

@@ -215,6 +215,7 @@ MARKETS_REFRESH_SECONDS = CONFIG["MARKETS_REFRESH_SECONDS"]
 # --- Telegram -----------------------------------------------------------------------------------
 TELEGRAM_BOT_TOKEN = CONFIG["TELEGRAM_BOT_TOKEN"]
 TELEGRAM_ADMIN_IDS = CONFIG["TELEGRAM_ADMIN_IDS"]
+TELEGRAM_API_BASE_URL = CONFIG["TELEGRAM_API_BASE_URL"].rstrip("/")
 
 # --- Logging ------------------------------------------------------------------------------------
 LOGGING = {

@@ -1,0 +1,1 @@
+"""Notifications: the outbox, the fan-out from platform events and the rate-limited sender."""
