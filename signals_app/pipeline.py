@@ -543,26 +543,8 @@ def _breach_handle(account: TradingAccount, decision: RiskDecision) -> None:
     if not limits.auto_flatten_on_daily_loss:
         return
     for position in Position.objects.filter(account=account, status="open"):
-        origin = _FlattenOrigin(position)
         try:
-            if account.mode == TradingMode.DRY_RUN:
-                price = last_known_price(symbol=position.symbol) or position.mark_price or position.entry_price
-                dry_run.close_execute(
-                    account=account,
-                    signal=origin,
-                    sides=(position.side,),
-                    price=price,
-                    actor=PIPELINE,
-                    reason=Position.CloseReason.MANUAL,
-                )
-            else:
-                execution.close_execute(
-                    account=account,
-                    signal=origin,
-                    sides=(position.side,),
-                    actor=PIPELINE,
-                    reason=Position.CloseReason.MANUAL,
-                )
+            position_flatten(position=position, actor=PIPELINE)
         except (ExchangeError, execution.ExecutionFailed, execution.OutcomeUnknown) as error:
             logger.error("flatten after breach: %s %s not closed: %s", position.symbol, position.side, error)
             publish("alerts.flatten_failed", None, account_id=account.pk, symbol=position.symbol, reason=str(error))
@@ -574,6 +556,29 @@ class _FlattenOrigin:
     def __init__(self, position: Position):
         self.pk = f"flatten-{position.pk}"
         self.symbol = position.symbol
+
+
+def position_flatten(*, position: Position, actor: Actor) -> dry_run.ExecutionReport:
+    """Close one open position completely at market, outside any signal (a loss breach, a close by hand).
+
+    Keyed on the position, so repeating it places no second order. Raises the executor's errors (ExchangeError,
+    ExecutionFailed, OutcomeUnknown) for the caller to report.
+    """
+    account = position.account
+    origin = _FlattenOrigin(position)
+    if account.mode == TradingMode.DRY_RUN:
+        price = last_known_price(symbol=position.symbol) or position.mark_price or position.entry_price
+        return dry_run.close_execute(
+            account=account,
+            signal=origin,
+            sides=(position.side,),
+            price=price,
+            actor=actor,
+            reason=Position.CloseReason.MANUAL,
+        )
+    return execution.close_execute(
+        account=account, signal=origin, sides=(position.side,), actor=actor, reason=Position.CloseReason.MANUAL
+    )
 
 
 # --- manual approval -----------------------------------------------------------------------------

@@ -14,21 +14,9 @@ from telegram_bot import guard
 from telegram_bot.access import BOT_USER_KEY
 from telegram_bot.handlers import approval, leverage, menus
 from telegram_bot.notifications import sender
+from telegram_bot.texts import COMMANDS
 
 logger = logging.getLogger(__name__)
-
-# What the client shows when "/" is typed (setMyCommands at start-up); the Help screen lists the same.
-COMMANDS = (
-    ("start", "Main menu"),
-    ("status", "Mode, balances, positions, orders, health"),
-    ("positions", "Open positions, with a Close button each"),
-    ("close", "Close a position: /close SYMBOL"),
-    ("report", "Daily and weekly PnL, volume and hit rate"),
-    ("auto", "Auto-trade on or off: /auto on|off [ACCOUNT]"),
-    ("botstop", "Kill switch: no new entries (exits still allowed)"),
-    ("botstart", "Allow new entries again"),
-    ("help", "Every command and the FAQ"),
-)
 
 
 def default_builder() -> ApplicationBuilder:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import zoneinfo
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum
 
 from trading.models import BalanceSnapshot, Fill, Order, Position, RiskLimits, SymbolProfile, TradingAccount
 from trading.risk import AccountState, RiskLimitsView, SymbolView
@@ -122,3 +123,43 @@ def last_known_price(*, symbol: str) -> Decimal | None:
         return fill.price
     position = Position.objects.filter(symbol=symbol, mark_price__isnull=False).order_by("-updated_at").first()
     return position.mark_price if position else None
+
+
+@dataclass(frozen=True)
+class PnlSummary:
+    """One account's trading over a period: what the bot's status and reports show."""
+
+    realized_pnl: Decimal  # from fills, before fees
+    fees: Decimal
+    volume: Decimal  # notional traded: sum of fill qty x price
+    fills: int
+    closed_positions: int
+    winning_positions: int  # closed with a realized PnL above zero
+
+    @property
+    def net_pnl(self) -> Decimal:
+        return self.realized_pnl - self.fees
+
+    @property
+    def hit_rate_pct(self) -> Decimal | None:
+        if not self.closed_positions:
+            return None
+        return (Decimal(self.winning_positions) * 100 / self.closed_positions).quantize(Decimal("0.1"))
+
+
+def pnl_summary(*, account: TradingAccount, since: datetime, until: datetime) -> PnlSummary:
+    """Fills executed and positions closed in [since, until)."""
+    fills = Fill.objects.filter(order__account=account, executed_at__gte=since, executed_at__lt=until).aggregate(
+        realized=Sum("realized_pnl"), fees=Sum("fee"), volume=Sum(F("qty") * F("price")), count=Count("id")
+    )
+    closed = Position.objects.filter(
+        account=account, status=Position.Status.CLOSED, closed_at__gte=since, closed_at__lt=until
+    ).aggregate(count=Count("id"), wins=Count("id", filter=Q(realized_pnl__gt=0)))
+    return PnlSummary(
+        realized_pnl=fills["realized"] or Decimal("0"),
+        fees=fills["fees"] or Decimal("0"),
+        volume=fills["volume"] or Decimal("0"),
+        fills=fills["count"],
+        closed_positions=closed["count"],
+        winning_positions=closed["wins"],
+    )

@@ -13,6 +13,7 @@ import pytest
 from telegram.ext import Application
 
 from telegram_bot.app import build_application
+from tests.conftest_bingx import bingx, on_bingx  # noqa: F401 - fixtures
 from tests.fakes.telegram import FakeTelegram, fake_telegram
 from tests.fakes.telegram.ptb import RunningApplication, ptb_builder, running_application
 
@@ -24,6 +25,31 @@ class BotUnderTest:
     tg: FakeTelegram
     app: Application
     running: RunningApplication
+
+    def command(self, user_id: int, text: str, *, chat_id: int | None = None) -> dict:
+        """Send ``text`` as ``user_id`` and return the message the bot answered with (sendMessage's result)."""
+        mark = self.tg.mark()
+        self.tg.send_text(user_id, text, chat_id=chat_id)
+        return self.tg.wait_for_call("sendMessage", after=mark)["result"]
+
+    def press(self, user_id: int, data: str, *, message: dict | None = None, chat_id: int | None = None) -> dict:
+        """Tap the button ``data`` (on ``message``, else the latest keyboard) and return the edited message."""
+        mark = self.tg.mark()
+        self.tg.press(user_id, data=data, message_id=message["message_id"] if message else None, chat_id=chat_id)
+        self.tg.wait_for_call("answerCallbackQuery", after=mark)
+        return self.tg.wait_for_call("editMessageText", after=mark)["result"]
+
+    def press_answer(self, user_id: int, data: str, *, chat_id: int | None = None, check_button: bool = True) -> dict:
+        """Tap the button ``data`` on the latest keyboard and return answerCallbackQuery's parameters."""
+        mark = self.tg.mark()
+        self.tg.press(user_id, data=data, chat_id=chat_id, check_button=check_button)
+        return self.tg.wait_for_call("answerCallbackQuery", after=mark)["params"]
+
+
+def buttons(message: dict) -> list[str]:
+    """The callback data of a message's inline buttons, row by row."""
+    markup = message.get("reply_markup") or {}
+    return [button["callback_data"] for row in markup.get("inline_keyboard", []) for button in row]
 
 
 @pytest.fixture
