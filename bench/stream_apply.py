@@ -395,6 +395,9 @@ async def run_phase(
                 for stream, workload, batch, samples in zip(streams, workloads, batches, per_account, strict=True)
             )
         )
+        # Fills' follow-ups run on each stream's follow-up thread, beside the applier: not in an event's
+        # latency, but in the window (their CPU and REST time count against the rate).
+        await asyncio.gather(*(stream.follow_ups_done() for stream in streams))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         merged = [sample for samples in per_account for sample in samples]
         if counting:
@@ -449,14 +452,19 @@ class Hooks:
     counts SQL statements and commits per stage on the worker thread's connection."""
 
     WRAPPED = (
-        ("stream_order_apply", "order event"),
-        ("stream_account_apply", "account event"),
-        ("_order_for", "find our order (_order_for)"),
-        ("order_apply", "order_apply (lock, fill, status, audit)"),
-        ("order_filled_follow_up", "FILLED follow-up (REST read-back + DB)"),
-        ("_position_follow", "_position_follow (per position)"),
-        ("_balance_record", "_balance_record (balance snapshot)"),
-        ("publish", "publish (hand-over on commit)"),
+        ("trading.stream", "_burst_apply", "burst (one transaction)"),
+        ("trading.stream", "follow_ups_run", "FILLED follow-up (REST read-back + DB)"),
+        ("trading.stream_apply", "BurstWriter.orders_lock", "lock the burst's orders (one query)"),
+        ("trading.stream_apply", "BurstWriter.order_event", "order event"),
+        ("trading.stream_apply", "BurstWriter.account_event", "account event"),
+        ("trading.stream_apply", "BurstWriter.flush", "write fills, orders, audit rows, positions (bulk)"),
+        ("trading.stream_apply", "BurstWriter.finish", "finish (stream state, balance snapshot)"),
+        ("trading.stream_apply", "order_advance", "order_advance (order_apply's rule, in memory)"),
+        ("trading.stream_apply", "order_external_record", "record an order placed elsewhere"),
+        ("trading.stream_apply", "position_close_recorded", "close a position (cause, realized PnL)"),
+        ("trading.stream_apply", "position_open_or_update", "open a position"),
+        ("trading.stream_apply", "balance_from_wallet", "balance snapshot"),
+        ("trading.stream_apply", "publish", "publish (hand-over on commit)"),
     )
 
     def __init__(self) -> None:
@@ -474,12 +482,16 @@ class Hooks:
         self.by_kind: dict[str, Counter] = defaultdict(Counter)  # kind -> events, statements, commits
 
     def install(self) -> None:
-        import trading.stream as module
+        import importlib
 
-        for name, label in self.WRAPPED:
-            original = getattr(module, name)
-            setattr(module, name, self._timed(original, label))
-            self._restore.append((module, name, original))
+        for module_name, dotted, label in self.WRAPPED:
+            owner = importlib.import_module(module_name)
+            *path, name = dotted.split(".")
+            for part in path:  # a method: wrapped on its class
+                owner = getattr(owner, part)
+            original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+            setattr(owner, name, self._timed(original, label))
+            self._restore.append((owner, name, original))
 
     def uninstall(self) -> None:
         for module, name, original in reversed(self._restore):
@@ -552,6 +564,9 @@ class Hooks:
         self.seconds["stream_event_apply"] += elapsed
         self.by_kind[self.kind]["events"] += 1
         self.by_kind[self.kind]["seconds"] += elapsed
+
+
+WRAPPED_LABELS = {label for _, _, label in Hooks.WRAPPED}
 
 
 class Profiled:
@@ -669,25 +684,20 @@ def report_breakdown(hooks: Hooks, phase: PhaseResult) -> None:
     line("parse: gunzip, JSON, parse_event (the reader's part)", parse)
     line("hand-off to the worker thread and back (executor, close_old_connections)", total - parse - applied)
     line("stream_event_apply (everything on the worker thread)", applied)
-    top = {"order event": "stream_order_apply", "account event": "stream_account_apply"}
-    for parent, name in top.items():
-        seconds = hooks.seconds[parent]
-        line(f"  {name}", seconds, parent)
-        children = sorted(
-            (path, value)
-            for path, value in hooks.seconds.items()
-            if path.startswith(parent + " / ") and path.count(" / ") == 1
-        )
-        for path, value in children:
-            line(f"    {path.split(' / ', 1)[1]}", value, path)
-            deeper = [(p, v) for p, v in hooks.seconds.items() if p.startswith(path + " / ")]
-            for deep, deep_value in sorted(deeper):
-                line(f"      {deep.split(' / ')[-1]}", deep_value, deep)
-        rest = seconds - sum(value for _, value in children)
-        line("    the rest (Python, SQL and commit outside the stages above)", rest)
+    tops = sorted((path for path in hooks.seconds if " / " not in path and path in WRAPPED_LABELS), key=str)
+
+    def tree(path: str, depth: int) -> None:
+        children = sorted(p for p in hooks.seconds if p.startswith(path + " / ") and p.count(" / ") == depth)
+        for child in children:
+            line(f"{'  ' * (depth + 1)}{child.split(' / ')[-1]}", hooks.seconds[child], child)
+            tree(child, depth + 1)
+
+    for top in tops:
+        line(f"  {top}", hooks.seconds[top], top)
+        tree(top, 1)
     where = "stream_event_apply (StreamState.last_event_at)"
-    outside = applied - hooks.seconds["order event"] - hooks.seconds["account event"]
-    line("  StreamState.last_event_at update_or_create (every event)", outside, where)
+    outside = applied - sum(hooks.seconds[top] for top in tops)
+    line("  the rest of stream_events_apply (dedupe memory, last_event_at)", outside, where)
     print(
         "  (ms/event, SQL and commits are averaged over all events; SQL and commits are counted at the innermost "
         "stage running; 'commit ms' is the COMMIT round trip, with synchronous_commit=on the WAL flush)"
@@ -826,6 +836,8 @@ async def measure(bingx, accounts: dict[str, tuple], args: argparse.Namespace) -
             )
         print(f"  breakdown: {BREAKDOWN_EVENTS} events on a fresh account, stages timed ...", flush=True)
         streams, workloads = streams_for(["bench-stages"])
+        for stream in streams:  # follow-ups on the applier's thread, so the stage timers see them
+            stream.memory.follow_ups = None
         await run_phase("warm-up", streams, workloads, 1, 0, bingx)  # this thread's ccxt client and connection
         hooks = Hooks()
         hooks.install()
@@ -839,6 +851,8 @@ async def measure(bingx, accounts: dict[str, tuple], args: argparse.Namespace) -
         if args.profile or not targets_met(out["phases"]):
             print(f"  cProfile: {PROFILE_EVENTS} events on a fresh account ...", flush=True)
             streams, workloads = streams_for(["bench-profile"])
+            for stream in streams:
+                stream.memory.follow_ups = None
             await run_phase("warm-up", streams, workloads, 1, 0, bingx)
             profiled = Profiled()
             out["profile"] = (

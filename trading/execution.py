@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -41,6 +42,7 @@ from trading.precision import round_amount_down
 from trading.rules import ORDER_TRANSITIONS
 from trading.services import order_for_leg, order_transition, position_close, signal_of
 from trading.symbol_settings import symbol_settings_ensure
+from trading.transitions import transition_stage
 
 logger = logging.getLogger(__name__)
 
@@ -170,46 +172,112 @@ def order_apply(
     new_fills: list[Fill] = []
     with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order.pk)
-        if state.exchange_order_id and locked.exchange_order_id != state.exchange_order_id:
-            locked.exchange_order_id = state.exchange_order_id
-            locked.save(update_fields=["exchange_order_id", "updated_at"])
-        filled = min(state.filled_qty, locked.qty)
-        if filled > locked.filled_qty:
-            increment = filled - locked.filled_qty
-            average = state.average_price or locked.price or ZERO
-            # The increment's price: what makes the running average come out as BingX reports it.
-            price = average
-            if locked.filled_qty and locked.average_price and state.average_price:
-                price = ((state.average_price * filled) - (locked.average_price * locked.filled_qty)) / increment
-                price = price.quantize(Decimal("0.00000001"))
-            fee = max(state.fee - locked.fees, ZERO)
-            if trade_qty is not None and increment == trade_qty:
-                realized = trade_realized_pnl
-            else:
-                realized = state.realized_pnl - _realized_recorded(locked)
-            order_key = state.exchange_order_id or locked.client_order_id
-            fill, created = Fill.objects.get_or_create(
-                exchange_trade_id=f"{order_key}:{format(filled.normalize(), 'f')}",
-                defaults={
-                    "order": locked,
-                    "qty": increment,
-                    "price": price if price > 0 else average,
-                    "fee": fee,
-                    "realized_pnl": realized,
-                    "executed_at": timezone.now(),
-                },
+        advance = order_advance(
+            locked,
+            state,
+            actor=actor,
+            trade_qty=trade_qty,
+            trade_realized_pnl=trade_realized_pnl,
+            realized_recorded=_realized_recorded,
+        )
+        if advance.fill is not None:
+            fill = advance.fill
+            stored, created = Fill.objects.get_or_create(
+                exchange_trade_id=fill.exchange_trade_id,
+                defaults={name: getattr(fill, name) for name in FILL_FIELDS},
             )
             if created:
-                new_fills.append(fill)
-            locked.filled_qty, locked.average_price, locked.fees = (
-                filled,
-                state.average_price,
-                max(state.fee, locked.fees),
-            )
-            locked.save(update_fields=["filled_qty", "average_price", "fees", "updated_at"])
-        _status_forward(locked, state.status, actor)
+                new_fills.append(stored)
+        if advance.fields:
+            locked.save(update_fields=advance.fields)
+        for event in advance.events:
+            event.save(force_insert=True)
     _copy_row(locked, order)
     return new_fills
+
+
+FILL_FIELDS = ("order", "qty", "price", "fee", "realized_pnl", "executed_at")
+
+
+@dataclass
+class OrderAdvance:
+    """What ``order_advance`` changed on an order row in memory, for the caller to write."""
+
+    fields: list[str] = field(default_factory=list)  # the row's fields to save
+    fill: Fill | None = None  # the new fill (unsaved), keyed by exchange_trade_id
+    events: list = field(default_factory=list)  # the status moves' audit rows (unsaved), in order
+
+
+def order_advance(
+    locked: Order,
+    state: ExchangeOrder,
+    *,
+    actor: Actor,
+    trade_qty: Decimal | None = None,
+    trade_realized_pnl: Decimal = ZERO,
+    realized_recorded: Callable[[Order], Decimal],
+) -> OrderAdvance:
+    """The rule of ``order_apply``, in memory: bring ``locked`` (a row the caller holds locked) up to ``state``
+    and say what to write. ``realized_recorded(order)`` is the realized PnL of the fills already recorded.
+    ``order_apply`` writes one order; the stream writes a burst of them in a few statements."""
+    advance = OrderAdvance()
+    changed: set[str] = set()
+    if state.exchange_order_id and locked.exchange_order_id != state.exchange_order_id:
+        locked.exchange_order_id = state.exchange_order_id
+        changed.add("exchange_order_id")
+    filled = min(state.filled_qty, locked.qty)
+    if filled > locked.filled_qty:
+        increment = filled - locked.filled_qty
+        average = state.average_price or locked.price or ZERO
+        # The increment's price: what makes the running average come out as BingX reports it.
+        price = average
+        if locked.filled_qty and locked.average_price and state.average_price:
+            price = ((state.average_price * filled) - (locked.average_price * locked.filled_qty)) / increment
+            price = price.quantize(Decimal("0.00000001"))
+        if trade_qty is not None and increment == trade_qty:
+            realized = trade_realized_pnl
+        else:
+            realized = state.realized_pnl - realized_recorded(locked)
+        order_key = state.exchange_order_id or locked.client_order_id
+        advance.fill = Fill(
+            exchange_trade_id=f"{order_key}:{format(filled.normalize(), 'f')}",
+            order=locked,
+            qty=increment,
+            price=price if price > 0 else average,
+            fee=max(state.fee - locked.fees, ZERO),
+            realized_pnl=realized,
+            executed_at=timezone.now(),
+        )
+        locked.filled_qty, locked.average_price, locked.fees = filled, state.average_price, max(state.fee, locked.fees)
+        changed.update(("filled_qty", "average_price", "fees"))
+    for target in order_status_path(locked.status, state.status):
+        staged = transition_stage(locked, to=target, table=ORDER_TRANSITIONS, actor=actor)
+        if staged is not None:
+            changed.update(staged.fields)
+            advance.events.append(staged.event)
+    if changed:
+        locked.updated_at = timezone.now()
+        changed.add("updated_at")
+    advance.fields = sorted(changed)
+    return advance
+
+
+def order_status_path(current: str, target: str) -> list[str]:
+    """The moves that bring an order from ``current`` towards what BingX reports (``target``), along the
+    allowed path; a report behind the current status gives none (status only moves forward)."""
+    path: list[str] = []
+    if target == current:
+        return path
+    if current == OS.NEW and target != OS.SUBMITTED:
+        path.append(OS.SUBMITTED)
+        current = OS.SUBMITTED
+    if target == OS.SUBMITTED:
+        if current in (OS.NEW, OS.UNKNOWN):
+            path.append(OS.OPEN if current == OS.UNKNOWN else OS.SUBMITTED)
+        return path
+    if target in ORDER_TRANSITIONS.get(current, frozenset()):
+        path.append(target)
+    return path
 
 
 def _copy_row(source: Order, target: Order) -> None:
@@ -225,20 +293,6 @@ def _copy_row(source: Order, target: Order) -> None:
 
 def _realized_recorded(order: Order) -> Decimal:
     return sum(order.fills.values_list("realized_pnl", flat=True), ZERO)
-
-
-def _status_forward(order: Order, target: str, actor: Actor) -> None:
-    """Move along the allowed path to ``target``; a report behind the current status is ignored."""
-    if target == order.status:
-        return
-    if order.status == OS.NEW and target != OS.SUBMITTED:
-        order_transition(order=order, to=OS.SUBMITTED, actor=actor)
-    if target == OS.SUBMITTED:
-        if order.status in (OS.NEW, OS.UNKNOWN):
-            order_transition(order=order, to=OS.OPEN if order.status == OS.UNKNOWN else OS.SUBMITTED, actor=actor)
-        return
-    if target in ORDER_TRANSITIONS.get(order.status, frozenset()):
-        order_transition(order=order, to=target, actor=actor)
 
 
 def _await_final(order: Order, client: BingXClient) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import random
 import threading
@@ -28,7 +27,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -36,7 +34,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.utils import timezone
 
 from signals_app.events import publish
-from trading.audit import Actor, audit_record
+from trading.audit import Actor
 from trading.exchange.client import client_for
 from trading.exchange.clock import clock_reading
 from trading.exchange.errors import ExchangeError
@@ -50,29 +48,20 @@ from trading.exchange.stream import (
     user_stream,
 )
 from trading.execution import (
-    LIQUIDATION_ORDER_TYPE,
     balance_sync,
-    close_reason_for,
     exchange_accounts,
-    order_apply,
     order_filled_follow_up,
     orders_poll,
-    position_close_recorded,
-    position_open_or_update,
     positions_sync,
 )
-from trading.models import BalanceSnapshot, Order, Position, StreamState, SymbolProfile, TradingAccount
+from trading.models import Order, StreamState, TradingAccount
 from trading.resync import ResyncBusy, resync_account
+from trading.stream_apply import BurstOutcome, BurstWriter, account_update_digest
 
 logger = logging.getLogger(__name__)
 
 STREAM = Actor.system("bingx-stream")
-OS = Order.Status
-ZERO = Decimal("0")
-SETTLE = "USDT"
-RECENT_DIGESTS = 50
 MEMORY_EVENTS = 2000  # recent events an account's applier remembers (duplicates dropped before the database)
-MEMORY_ORDERS = 2000  # exchange order id -> our pk, per account
 STATE_WRITE_SECONDS = 5.0  # StreamState.last_event_at is written at most this often (and when the stream ends)
 BURST_EVENTS = 200  # at most this many queued events are applied in one transaction
 # After a reconcile, account updates stamped before it began are older than what REST just read. The cut
@@ -110,17 +99,20 @@ class StreamMemory:
     - ``seen``: recent events already applied and committed (order id, execution, cumulative qty, status; an
       account update's digest). A repeat is dropped before it touches the database; the database checks
       (fills keyed by cumulative qty, forward-only status, account-update digests) remain the guarantee.
-    - ``orders``: our row's pk per exchange order id, so an order is looked up by primary key.
     - ``last_event_at``: when the last event was applied; written to ``StreamState`` at most every
       ``state_write_seconds`` (with the burst, no commit of its own), and when the stream goes down.
+    - ``follow_ups``: where a filled order's follow-up goes (placing its protection, reading the position
+      and balance back over REST), so the events behind a fill never wait for BingX's answers.
     """
 
     account_id: int
     state_write_seconds: float = STATE_WRITE_SECONDS
     seen: OrderedDict = field(default_factory=OrderedDict)
-    orders: OrderedDict = field(default_factory=OrderedDict)
     last_event_at: datetime | None = None
     state_written_at: float | None = None  # time.monotonic() of the last write of last_event_at
+    # Where the follow-ups of filled orders go (``AccountStream``: its follow-up thread). None: run them on
+    # the applier's thread after the burst's commit.
+    follow_ups: Callable[[TradingAccount, Order, str | None], None] | None = None
 
     def is_seen(self, key) -> bool:
         return key is not None and key in self.seen
@@ -131,17 +123,6 @@ class StreamMemory:
             self.seen.move_to_end(key)
         while len(self.seen) > MEMORY_EVENTS:
             self.seen.popitem(last=False)
-
-    def order_pk(self, exchange_order_id: str) -> int | None:
-        return self.orders.get(exchange_order_id) if exchange_order_id else None
-
-    def order_remember(self, exchange_order_id: str, pk: int) -> None:
-        if not exchange_order_id:
-            return
-        self.orders[exchange_order_id] = pk
-        self.orders.move_to_end(exchange_order_id)
-        while len(self.orders) > MEMORY_ORDERS:
-            self.orders.popitem(last=False)
 
     def state_due(self, now: float) -> bool:
         return self.state_written_at is None or now - self.state_written_at >= self.state_write_seconds
@@ -164,20 +145,8 @@ def event_key(event: StreamEvent):
             return None
         return ("order", order_id, event.execution, state.filled_qty, state.status)
     if isinstance(event, AccountUpdate):
-        return ("account", _digest(event))
+        return ("account", account_update_digest(event))
     return None
-
-
-@dataclass
-class _Burst:
-    """What a burst's events leave to do once they are all applied: one balance snapshot (the last wallet
-    pushed), one positions.updated, and the follow-ups of newly filled orders (after commit)."""
-
-    memory: StreamMemory | None
-    wallet: AccountUpdate | None = None
-    positions_changed: bool = False
-    follow_ups: list[tuple[Order, str | None]] = field(default_factory=list)
-    orders: dict[str, int] = field(default_factory=dict)  # exchange order id -> pk, remembered after commit
 
 
 def stream_event_apply(*, account: TradingAccount, event: StreamEvent, memory: StreamMemory | None = None) -> None:
@@ -190,8 +159,9 @@ def stream_event_apply(*, account: TradingAccount, event: StreamEvent, memory: S
 def stream_events_apply(
     *, account: TradingAccount, events: list[StreamEvent], memory: StreamMemory | None = None
 ) -> int:
-    """Apply a burst of events, in order, in one transaction (one commit); what they announce is published
-    after it, then the follow-ups of orders they filled run (REST, outside any transaction).
+    """Apply a burst of events, in order, in one transaction (one commit, set-based writes:
+    ``trading.stream_apply``); what they announce is published after it, then the follow-ups of orders they
+    filled are handed on (``follow_ups``; run here when none is given).
 
     Each event stays idempotent, and known repeats (``memory``) are dropped first. When an event fails, the
     burst is rolled back and its events are applied again one by one, each in its own transaction, so one
@@ -209,7 +179,7 @@ def stream_events_apply(
     if not fresh:
         return 0
     try:
-        burst = _burst_apply(account, [event for _, event in fresh], memory)
+        outcome = _burst_apply(account, [event for _, event in fresh], memory)
     except (OperationalError, InterfaceError):
         raise  # the database, not an event: the stream reconnects and reconciles
     except Exception:  # noqa: BLE001 - one bad event must not cost the others: apply them one by one
@@ -217,8 +187,6 @@ def stream_events_apply(
             _event_failed(account, fresh[0][1])
             return 0
         logger.warning("stream of %s: a burst of %d events failed; applying them one by one", account.name, len(fresh))
-        if memory is not None:
-            memory.orders.clear()  # it may hold rows created in the rolled-back burst
         applied = 0
         for key, event in fresh:
             if memory is not None and memory.is_seen(key):
@@ -233,37 +201,47 @@ def stream_events_apply(
             _burst_done(account, alone, memory, [key])
             applied += 1
         return applied
-    _burst_done(account, burst, memory, [key for key, _ in fresh])
+    _burst_done(account, outcome, memory, [key for key, _ in fresh])
     return len(fresh)
 
 
-def _burst_apply(account: TradingAccount, events: list[StreamEvent], memory: StreamMemory | None) -> _Burst:
-    burst = _Burst(memory)
+def _burst_apply(account: TradingAccount, events: list[StreamEvent], memory: StreamMemory | None) -> BurstOutcome:
+    outcome = BurstOutcome()
     with transaction.atomic():
+        writer = BurstWriter(account, outcome)
+        writer.orders_lock([event for event in events if isinstance(event, OrderUpdate)])
         alive = False
         for event in events:
             if isinstance(event, OrderUpdate):
-                stream_order_apply(account=account, update=event, burst=burst)
+                writer.order_event(event)
             elif isinstance(event, AccountUpdate):
-                stream_account_apply(account=account, update=event, burst=burst)
+                writer.account_event(event)
             alive = alive or not isinstance(event, ListenKeyExpired)
-        if burst.positions_changed:
+        snapshot = writer.finish()
+        if outcome.positions_changed:
             publish("positions.updated", None, account_id=account.pk, account=account.name, source="stream")
-        if burst.wallet is not None and _balance_record(account, burst.wallet) is not None:
+        if snapshot is not None:
             publish("balances.updated", None, account_id=account.pk, account=account.name, source="stream")
         if alive:
             _last_event_note(account, memory)
-    return burst
+    return outcome
 
 
-def _burst_done(account: TradingAccount, burst: _Burst, memory: StreamMemory | None, keys: list) -> None:
+def _burst_done(account: TradingAccount, outcome: BurstOutcome, memory: StreamMemory | None, keys: list) -> None:
     """After the burst's commit: remember it, then follow up the orders it filled (in order)."""
     if memory is not None:
         memory.remember(key for key in keys if key is not None)
-        for exchange_order_id, pk in burst.orders.items():
-            memory.order_remember(exchange_order_id, pk)
+    if memory is not None and memory.follow_ups is not None:
+        for order, close_reason in outcome.follow_ups:
+            memory.follow_ups(account, order, close_reason)
+        return
+    follow_ups_run(account, outcome.follow_ups)
+
+
+def follow_ups_run(account: TradingAccount, follow_ups: list[tuple[Order, str | None]]) -> None:
+    """Each follow-up in order, even when one before failed; the first failure is raised at the end."""
     failure: Exception | None = None
-    for order, close_reason in burst.follow_ups:  # each one, even when one before failed
+    for order, close_reason in follow_ups:
         try:
             _follow_up(account, order, close_reason)
         except Exception as error:  # noqa: BLE001 - re-raised below, once the others had their turn
@@ -290,55 +268,6 @@ def _last_event_note(account: TradingAccount, memory: StreamMemory | None) -> No
         StreamState.objects.update_or_create(account=account, defaults={"last_event_at": now})
 
 
-def stream_order_apply(*, account: TradingAccount, update: OrderUpdate, burst: _Burst | None = None) -> Order | None:
-    """An ORDER_TRADE_UPDATE: record the order if it is not ours, apply its state, follow up a fill.
-
-    Within a burst (``burst``), the follow-up of a fill is left to the burst, to run after its commit."""
-    order = _order_for(account, update, burst.memory if burst else None)
-    if order is None:
-        return None
-    if burst is not None and order.exchange_order_id:
-        burst.orders[order.exchange_order_id] = order.pk
-    state = update.order
-    increase = state.filled_qty - order.filled_qty
-    if increase > 0 and update.last_qty and increase != update.last_qty:
-        # Trades were missed (a gap): this event's rp covers only its own, REST has the order's total.
-        state = _rest_state(order) or state
-    before = order.status
-    fills = order_apply(
-        order=order,
-        state=state,
-        actor=STREAM,
-        trade_qty=update.last_qty if state is update.order else None,
-        trade_realized_pnl=update.trade_realized_pnl,
-    )
-    for fill in fills:
-        publish(
-            "orders.executed",
-            order.signal,
-            account_id=account.pk,
-            order_id=order.pk,
-            client_order_id=order.client_order_id,
-            exchange_order_id=order.exchange_order_id,
-            purpose=order.purpose,
-            symbol=order.symbol,
-            side=order.side,
-            fill_qty=str(fill.qty),
-            fill_price=str(fill.price),
-            filled_qty=str(order.filled_qty),
-            order_status=order.status,
-            realized_pnl=str(fill.realized_pnl),
-            source="stream",
-        )
-    if order.status == OS.FILLED and before != OS.FILLED:
-        close_reason = Position.CloseReason.LIQUIDATION if update.is_liquidation else None
-        if burst is not None:
-            burst.follow_ups.append((order, close_reason))
-        else:
-            _follow_up(account, order, close_reason)
-    return order
-
-
 def _follow_up(account: TradingAccount, order: Order, close_reason: str | None) -> None:
     try:
         order_filled_follow_up(order, client_for(account), STREAM, close_reason=close_reason)
@@ -351,190 +280,6 @@ def _follow_up(account: TradingAccount, order: Order, close_reason: str | None) 
             account=account.name,
             message=f"{order.purpose} {order.client_order_id} filled; follow-up failed: {error}",
         )
-
-
-def _order_for(account: TradingAccount, update: OrderUpdate, memory: StreamMemory | None = None) -> Order | None:
-    """Our row for the order (by exchange id, else by our client id), or a new one for an order placed
-    outside the platform, so its fills are never lost."""
-    state = update.order
-    orders = Order.objects.filter(account=account).select_related("signal")
-    order = None
-    pk = memory.order_pk(state.exchange_order_id) if memory is not None else None
-    if pk is not None:
-        order = orders.filter(pk=pk).first()
-    if order is None and state.exchange_order_id:
-        order = orders.filter(exchange_order_id=state.exchange_order_id).first()
-    if order is None and state.client_order_id:
-        order = orders.filter(client_order_id=state.client_order_id).first()
-    if order is not None or not state.exchange_order_id:
-        return order
-    qty = max(state.qty or ZERO, state.filled_qty)
-    if qty <= 0:
-        logger.warning("stream: order %s has no quantity; not recorded", state.exchange_order_id)
-        return None
-    reduce_only = state.reduce_only or _reduces(account, state)
-    client_order_id = external_client_order_id(state.exchange_order_id)
-    with transaction.atomic():
-        order, created = Order.objects.get_or_create(
-            client_order_id=client_order_id,
-            defaults={
-                "account": account,
-                "signal": None,
-                "exchange_order_id": state.exchange_order_id,
-                "symbol": state.symbol,
-                "side": state.side,
-                "position_side": state.position_side if state.position_side in ("long", "short") else "both",
-                "order_type": LIQUIDATION_ORDER_TYPE if update.is_liquidation else state.order_type,
-                "purpose": Order.Purpose.CLOSE if reduce_only else Order.Purpose.ENTRY,
-                "qty": qty,
-                "price": state.price,
-                "trigger_price": state.trigger_price,
-                "reduce_only": reduce_only,
-            },
-        )
-        if created:
-            audit_record(
-                actor=STREAM,
-                action="order.external_recorded",
-                instance=order,
-                after={"exchange_order_id": state.exchange_order_id, "client_order_id": state.client_order_id},
-                reason="placed outside TVBingX (BingX app, liquidation); seen on the user-data stream",
-            )
-    return order
-
-
-def external_client_order_id(exchange_order_id: str) -> str:
-    """The client id we give an order placed outside the platform: "x" + BingX's id (lowercase, <= 40)."""
-    return f"x{exchange_order_id}".lower()[:40]
-
-
-def _reduces(account: TradingAccount, state) -> bool:
-    """Whether an order that does not say so reduces a position: in hedge mode its position side tells
-    (a sell on LONG closes it); in one-way mode, whether it is against the position we hold."""
-    if state.position_side in ("long", "short"):
-        return (state.side == "sell") == (state.position_side == "long")
-    held = "long" if state.side == "sell" else "short"
-    return Position.objects.filter(
-        account=account, symbol=state.symbol, side=held, status=Position.Status.OPEN
-    ).exists()
-
-
-def _rest_state(order: Order):
-    try:
-        return client_for(order.account).order(order.symbol, order.exchange_order_id)
-    except ExchangeError as error:
-        logger.warning("stream: %s not readable over REST: %s", order.client_order_id, error)
-        return None
-
-
-def stream_account_apply(*, account: TradingAccount, update: AccountUpdate, burst: _Burst | None = None) -> bool:
-    """An ACCOUNT_UPDATE: positions follow it (a held one reported at 0 is closed with its cause), and the
-    wallet becomes a balance snapshot. Returns False for an event older than, or the same as, the last one.
-
-    Within a burst (``burst``), the snapshot and the announcement are left to the burst: one each for all
-    its account updates (the last wallet pushed)."""
-    digest = _digest(update)
-    with transaction.atomic():
-        stream_state, _ = StreamState.objects.select_for_update().get_or_create(account=account)
-        if update.event_ms < stream_state.account_event_ms or digest in stream_state.account_event_digests:
-            return False
-        stream_state.account_event_ms = update.event_ms
-        stream_state.account_event_digests = [*stream_state.account_event_digests, digest][-RECENT_DIGESTS:]
-        stream_state.save(update_fields=["account_event_ms", "account_event_digests", "updated_at"])
-        changed = [_position_follow(account, reported) for reported in update.positions]
-        if burst is not None:
-            burst.positions_changed = burst.positions_changed or any(changed)
-            if any(balance.asset == SETTLE for balance in update.balances):
-                burst.wallet = update
-            return True
-        snapshot = _balance_record(account, update)
-    if any(changed):
-        publish("positions.updated", None, account_id=account.pk, account=account.name, source="stream")
-    if snapshot is not None:
-        publish("balances.updated", None, account_id=account.pk, account=account.name, source="stream")
-    return True
-
-
-def _digest(update: AccountUpdate) -> str:
-    seen = repr((update.event_ms, update.reason, update.balances, update.positions))
-    return hashlib.sha256(seen.encode()).hexdigest()
-
-
-def _position_follow(account: TradingAccount, reported) -> bool:
-    position = (
-        Position.objects.select_for_update()
-        .filter(account=account, symbol=reported.symbol, side=reported.side, status=Position.Status.OPEN)
-        .first()
-    )
-    if reported.qty == 0:
-        if position is None:
-            return False
-        return position_close_recorded(position=position, reason=_close_cause(position), actor=STREAM)
-    fields = {
-        "qty": reported.qty,
-        "entry_price": reported.entry_price,
-        "unrealized_pnl": reported.unrealized_pnl,
-        "margin_mode": reported.margin_mode,
-    }
-    if position is None:
-        profile = SymbolProfile.objects.filter(account=account, symbol=reported.symbol).first()
-        position_open_or_update(
-            account=account,
-            symbol=reported.symbol,
-            side=reported.side,
-            fields=fields,
-            opened_at=timezone.now(),
-            create_only={"leverage": profile.leverage if profile else account.default_leverage},
-        )
-        return True
-    if all(getattr(position, name) == value for name, value in fields.items()):
-        return False
-    for name, value in fields.items():
-        setattr(position, name, value)
-    position.save(update_fields=[*fields, "updated_at"])
-    return True
-
-
-def _close_cause(position: Position) -> str:
-    """The cause of a close we learn from the stream: the last reduce-only fill on the position tells."""
-    closing_side = "sell" if position.side == "long" else "buy"
-    last = (
-        Order.objects.filter(
-            account=position.account,
-            symbol=position.symbol,
-            side=closing_side,
-            reduce_only=True,
-            fills__executed_at__gte=position.opened_at,
-        )
-        .select_related("signal")
-        .order_by("-fills__executed_at")
-        .first()
-    )
-    return close_reason_for(last) if last is not None else Position.CloseReason.RECONCILIATION
-
-
-def _balance_record(account: TradingAccount, update: AccountUpdate) -> BalanceSnapshot | None:
-    """A snapshot from the pushed wallet. BingX pushes the wallet (wb) and cross wallet (cw) only; equity,
-    margin in use and available margin are derived from our open positions (the REST snapshot after each
-    trade and reconcile gives BingX's exact figures)."""
-    row = next((balance for balance in update.balances if balance.asset == SETTLE), None)
-    if row is None:
-        return None
-    unrealized, used = ZERO, ZERO
-    for position in Position.objects.filter(account=account, status=Position.Status.OPEN):
-        unrealized += position.unrealized_pnl
-        used += position.qty * position.entry_price / max(position.leverage, 1)
-    equity = row.wallet_balance + unrealized
-    return BalanceSnapshot.objects.create(
-        account=account,
-        asset=SETTLE,
-        equity=equity,
-        available=max(min(row.cross_wallet_balance, equity - used), ZERO).quantize(Decimal("0.00000001")),
-        wallet_balance=row.wallet_balance,
-        unrealized_pnl=unrealized,
-        used_margin=used.quantize(Decimal("0.00000001")),
-        taken_at=timezone.now(),
-    )
 
 
 # --- stream health -------------------------------------------------------------------------------------
@@ -618,10 +363,14 @@ class AccountStream:
     def __init__(self, account_id: int, timings: StreamTimings) -> None:
         self.account_id = account_id
         self.timings = timings
-        self.memory = StreamMemory(account_id)
+        # SQLite has one writer at a time: a second thread would only wait for it (or, in memory, fail).
+        concurrent = connection.vendor != "sqlite"
+        self.memory = StreamMemory(account_id, follow_ups=self._follow_up_submit if concurrent else None)
         self.executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"stream-{account_id}", initializer=self._thread_start
         )
+        # Follow-ups of fills (REST calls to BingX) run here, one at a time in fill order, beside the applier.
+        self.follow_up_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stream-{account_id}-follow")
         self.account: TradingAccount | None = None
         self.listen_key: str | None = None
         self.down_since: float | None = None
@@ -630,6 +379,20 @@ class AccountStream:
 
     def _thread_start(self) -> None:
         _thread.memory = self.memory  # stream_event_apply on this thread uses this account's memory
+
+    def _follow_up_submit(self, account: TradingAccount, order: Order, close_reason: str | None) -> None:
+        def follow_up() -> None:
+            close_old_connections()
+            try:
+                follow_ups_run(account, [(order, close_reason)])
+            except Exception:  # noqa: BLE001 - logged by follow_ups_run; the next reconcile completes it
+                pass
+
+        self.follow_up_executor.submit(follow_up)
+
+    async def follow_ups_done(self) -> None:
+        """Wait until every follow-up handed on so far has run."""
+        await asyncio.get_running_loop().run_in_executor(self.follow_up_executor, lambda: None)
 
     async def sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on this account's worker thread (its DB connection and ccxt client live there)."""
@@ -796,6 +559,13 @@ class AccountStream:
             finally:
                 connection.close()
 
+        def follow_ups_release() -> None:
+            connection.close()
+
+        with contextlib.suppress(Exception):
+            await self.follow_ups_done()
+            await asyncio.get_running_loop().run_in_executor(self.follow_up_executor, follow_ups_release)
+        self.follow_up_executor.shutdown(wait=False)
         with contextlib.suppress(Exception):
             await self.sync(release)
         self.executor.shutdown(wait=False)

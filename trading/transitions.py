@@ -9,12 +9,13 @@ Moving to the status a row already has is a no-op, which makes redelivered work 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models, transaction
 from django.utils import timezone
 
-from trading.audit import Actor, audit_record
+from trading.audit import Actor, audit_event_new
 
 
 class InvalidTransition(Exception):
@@ -50,33 +51,60 @@ def apply_transition(
     model = type(instance)
     with transaction.atomic():
         locked = model.objects.select_for_update().get(pk=instance.pk)
-        current = locked.status
-        try:
-            if not check_transition(table, current, to):
-                instance.refresh_from_db()
-                return False
-        except ValueError:
-            raise InvalidTransition(locked, current, to, table.get(current, frozenset())) from None
-        updates: dict[str, Any] = {"status": to, **(changes or {})}
-        stamp = f"{to}_at"
-        field_names = {field.name for field in model._meta.concrete_fields}
-        if stamp in field_names:
-            updates[stamp] = timezone.now()
-        before = {name: getattr(locked, name) for name in updates}
-        for name, value in updates.items():
-            setattr(locked, name, value)
-        update_fields = list(updates)
-        if "updated_at" in field_names:
-            update_fields.append("updated_at")  # auto_now fields are only written when listed
-        locked.save(update_fields=update_fields)
-        audit_record(
-            actor=actor,
-            action=f"{model._meta.model_name}.status",
-            instance=locked,
-            before=before,
-            after=updates,
-            reason=reason,
-        )
-    for name in update_fields:
+        staged = transition_stage(locked, to=to, table=table, actor=actor, reason=reason, changes=changes)
+        if staged is None:
+            instance.refresh_from_db()
+            return False
+        locked.save(update_fields=staged.fields)
+        staged.event.save(force_insert=True)
+    for name in staged.fields:
         setattr(instance, name, getattr(locked, name))
     return True
+
+
+@dataclass(frozen=True)
+class StagedTransition:
+    """A move made on a row in memory: the fields to save and its audit row (unsaved)."""
+
+    fields: list[str]
+    event: Any  # AuditEvent
+
+
+def transition_stage(
+    locked: models.Model,
+    *,
+    to: str,
+    table: Mapping[str, frozenset[str]],
+    actor: Actor,
+    reason: str = "",
+    changes: dict[str, Any] | None = None,
+) -> StagedTransition | None:
+    """The move of ``apply_transition`` on a row the caller holds locked, in memory: sets the status, its
+    ``<status>_at`` stamp and ``changes``, and returns what to save (None: already there). For callers that
+    write many rows at once (the stream's bursts); everyone else uses ``apply_transition``."""
+    model = type(locked)
+    current = locked.status
+    try:
+        if not check_transition(table, current, to):
+            return None
+    except ValueError:
+        raise InvalidTransition(locked, current, to, table.get(current, frozenset())) from None
+    updates: dict[str, Any] = {"status": to, **(changes or {})}
+    stamp = f"{to}_at"
+    field_names = _field_names(model)
+    if stamp in field_names:
+        updates[stamp] = timezone.now()
+    before = {name: getattr(locked, name) for name in updates}
+    for name, value in updates.items():
+        setattr(locked, name, value)
+    fields = list(updates)
+    if "updated_at" in field_names:
+        locked.updated_at = timezone.now()
+        fields.append("updated_at")  # auto_now fields are only written when listed
+    action = f"{model._meta.model_name}.status"
+    event = audit_event_new(actor=actor, action=action, instance=locked, before=before, after=updates, reason=reason)
+    return StagedTransition(fields, event)
+
+
+def _field_names(model: type[models.Model]) -> frozenset[str]:
+    return frozenset(field.name for field in model._meta.concrete_fields)

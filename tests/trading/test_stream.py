@@ -22,18 +22,18 @@ from django.db import OperationalError, connection
 from tests.conftest_bingx import live_account_on_bingx, webhook_sender
 from tests.fakes_tests.clients import sync_client
 from trading.exchange.stream import parse_event
-from trading.execution import order_apply, orders_poll
+from trading.execution import order_advance, orders_poll
 from trading.management.commands.run_stream import pool_shortfall
 from trading.models import BalanceSnapshot, Fill, Order, Position, StreamState
 from trading.stream import (
     StreamMemory,
     StreamTimings,
-    external_client_order_id,
     stream_event_apply,
     stream_events_apply,
     stream_mark_down,
     streams_run,
 )
+from trading.stream_apply import external_client_order_id
 
 BTC = "BTC/USDT:USDT"
 BUY = {"symbol": "BINANCE:BTCUSDT.P", "action": "buy", "price": "65000", "size": {"mode": "qty", "value": "0.01"}}
@@ -286,6 +286,72 @@ def test_known_repeats_are_dropped_before_the_database(round_trip, account, djan
         assert stream_events_apply(account=account, events=[*round_trip, *reversed(round_trip)], memory=memory) == 0
 
 
+def our_limit_buys_filled(bingx, on_bingx, account, count: int, *, prefix: str) -> list:
+    """``count`` limit buys of ours (Order rows with BingX's ids), each filled in two trades on the fake;
+    returns what the stream pushed for them, parsed (NEW, trades, account updates)."""
+    start = len(on_bingx.events)
+    placed = []
+    for number in range(count):
+        client_order_id = f"{prefix}{number}"
+        order = bingx.state.place_order(
+            on_bingx,
+            {
+                "symbol": "BTC-USDT",
+                "side": "BUY",
+                "type": "LIMIT",
+                "quantity": "0.002",
+                "price": "60000",
+                "clientOrderID": client_order_id,
+            },
+        )
+        Order.objects.create(
+            account=account,
+            client_order_id=client_order_id,
+            exchange_order_id=str(order.order_id),
+            symbol=BTC,
+            side="buy",
+            order_type=Order.Type.LIMIT,
+            qty=Decimal("0.002"),
+            price=Decimal("60000"),
+            status=Order.Status.SUBMITTED,
+        )
+        placed.append(order)
+    for order in placed:
+        on_bingx.fill_order(order.order_id, Decimal("0.001"))
+    for order in placed:
+        on_bingx.fill_order(order.order_id, Decimal("0.001"))
+    return [parse_event(raw) for raw in on_bingx.events[start:]]
+
+
+@pytest.mark.django_db
+def test_a_burst_costs_the_same_few_queries_however_many_order_events_it_holds(
+    by_hand, bingx, on_bingx, account, django_assert_max_num_queries
+):
+    """Set-based writes: one query locks the burst's orders, fills, orders and audit rows are written in bulk.
+    A burst of four orders' events costs no more statements than a burst of one order's."""
+    from django.test.utils import CaptureQueriesContext
+
+    followed: list = []  # the fills' follow-ups (REST read-backs) are handed on, as AccountStream does
+
+    def memory():
+        return StreamMemory(account.pk, follow_ups=lambda *follow_up: followed.append(follow_up))
+
+    one = our_limit_buys_filled(bingx, on_bingx, account, 1, prefix="small")
+    with CaptureQueriesContext(connection) as small:
+        stream_events_apply(account=account, events=one, memory=memory())
+    four = our_limit_buys_filled(bingx, on_bingx, account, 4, prefix="large")
+    assert len(four) > 3 * len(one)
+
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        applied = stream_events_apply(account=account, events=four, memory=memory())
+
+    assert applied == len(four)
+    large = Order.objects.filter(client_order_id__startswith="large")
+    assert sorted(large.values_list("status", "filled_qty")) == [("filled", Decimal("0.002"))] * 4
+    assert Fill.objects.filter(order__in=large).count() == 8
+    assert len(followed) == 1 + 4
+
+
 @pytest.mark.django_db
 def test_a_bad_event_in_a_burst_costs_no_other_and_is_logged(round_trip, account, monkeypatch, caplog):
     good = round_trip
@@ -294,12 +360,12 @@ def test_a_bad_event_in_a_burst_costs_no_other_and_is_logged(round_trip, account
         first, order=dataclasses.replace(first.order, exchange_order_id="999", client_order_id="")
     )
 
-    def failing_for_the_bad_one(*, order, **kwargs):
+    def failing_for_the_bad_one(order, state, **kwargs):
         if order.exchange_order_id == "999":
             raise ValueError("a bad event")
-        return order_apply(order=order, **kwargs)
+        return order_advance(order, state, **kwargs)
 
-    monkeypatch.setattr("trading.stream.order_apply", failing_for_the_bad_one)
+    monkeypatch.setattr("trading.stream_apply.order_advance", failing_for_the_bad_one)
     middle = len(good) // 2
 
     applied = stream_events_apply(
