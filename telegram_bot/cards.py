@@ -43,6 +43,7 @@ ENTRY_RISK_CHECKS: dict[str, str] = {
 }
 # A trade that only reduces exposure is checked for staleness alone (exits are never blocked).
 EXIT_RISK_CHECKS: dict[str, str] = {"signal_stale": "fresh alert", "signal_from_future": "sane alert clock"}
+ENTRY_ACTIONS = ("buy", "sell", "reverse")
 FINAL_STATUSES = frozenset({S.EXECUTED, S.REJECTED, S.FAILED, S.EXPIRED})
 
 
@@ -184,9 +185,16 @@ def _plan_of(signal: Signal, plan) -> dict:
 # --- the card ------------------------------------------------------------------------------------
 
 
-def signal_card_keyboard(signal_id: int) -> list[list[dict]]:
+def signal_card_keyboard(signal_id: int, *, editable: bool = True) -> list[list[dict]]:
+    """Approve / Reject, and the edit buttons for an entry (a close, cancel or update has nothing to edit)."""
+    decide = [
+        button("✅ Approve", callback("sig", "ok", signal_id)),
+        button("❌ Reject", callback("sig", "no", signal_id)),
+    ]
+    if not editable:
+        return [decide]
     return [
-        [button("✅ Approve", callback("sig", "ok", signal_id)), button("❌ Reject", callback("sig", "no", signal_id))],
+        decide,
         [
             button("Edit qty", callback("sig", "ed", "q", signal_id)),
             button("Edit SL", callback("sig", "ed", "sl", signal_id)),
@@ -213,7 +221,7 @@ def signal_card_view(signal: Signal, *, plan=None, note: str = "") -> CardView:
     lines.extend(risk_lines(data))
     lines.extend(_origin_lines(signal))
     lines.append(f"Expires at {clock(signal.confirmation_expires_at)}")
-    return CardView("\n".join(lines), signal_card_keyboard(signal.pk))
+    return CardView("\n".join(lines), signal_card_keyboard(signal.pk, editable=signal_card_is_editable(signal)))
 
 
 def _origin_lines(signal: Signal) -> list[str]:
@@ -265,6 +273,11 @@ def signal_card_final_view(signal: Signal, *, orders: Iterable[OrderResult] = ()
         lines.append("<b>Exchange</b>")
         lines.extend(order_line(order) for order in orders)
     return CardView("\n".join(lines))
+
+
+def signal_card_is_editable(signal: Signal) -> bool:
+    """Only an entry has a qty, stop loss, take profits and leverage to change."""
+    return signal.action in ENTRY_ACTIONS
 
 
 def signal_card_is_final(signal: Signal) -> bool:

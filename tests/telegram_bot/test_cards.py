@@ -211,3 +211,9 @@ def test_the_card_names_every_rule_the_risk_engine_can_break():
 
     assert broken == set(ENTRY_RISK_CHECKS)
     assert set(EXIT_RISK_CHECKS) <= broken
+
+
+def test_a_close_signal_card_can_be_approved_or_rejected_but_has_nothing_to_edit():
+    plan = {"price": "65000", "checks": "passed", "close": ["long"]}
+
+    assert buttons(signal_card_view(waiting(action="close_long", extras={"plan": plan}))) == ["sig:ok:12", "sig:no:12"]
