@@ -140,9 +140,37 @@ class _EventSender:
 _sender = _EventSender()
 
 
+# Warnings and errors nobody else records: each also gets an audit row ("alert.<topic>") when raised, so the
+# Telegram notifications (telegram_bot/notifications/fanout.py) are derived from the database, not from
+# this at-most-once channel. Circuit-breaker alerts are left out: their AuditEvent
+# (tradingaccount.exchange_health) is written in the same transaction as the change.
+RECORDED_TOPIC_PREFIXES = ("alerts.", "risk.")
+UNRECORDED_TOPICS = frozenset({"alerts.circuit_open", "alerts.circuit_closed"})
+
+
+def alert_record(topic: str, payload: dict[str, Any]) -> None:
+    """The alert's audit row, in the caller's transaction (or committed at once outside one): a rollback
+    takes it back together with the change, as it does the event. Never raises into the caller."""
+    from trading.audit import Actor, audit_record
+
+    details = {key: value for key, value in payload.items() if key != "type"}
+    try:
+        with transaction.atomic():  # a savepoint: a failed insert leaves the caller's transaction usable
+            audit_record(
+                actor=Actor.system("alerts"),
+                action=f"alert.{topic}",
+                after=details,
+                reason=str(details.get("message") or details.get("reason") or "")[:2000],
+            )
+    except Exception:  # the alert is still published and logged by its caller
+        logger.exception("could not record alert %s", topic)
+
+
 def publish(topic: str, signal, **extra: Any) -> None:
     """Publish after commit; off the caller's thread, except in tests (delivered before the call returns)."""
     payload = event_payload(topic, signal, **extra)
+    if topic.startswith(RECORDED_TOPIC_PREFIXES) and topic not in UNRECORDED_TOPICS:
+        alert_record(topic, payload)
     if settings.SIGNAL_PROCESSING == "inline":
         transaction.on_commit(lambda: _send(topic, payload))
     else:

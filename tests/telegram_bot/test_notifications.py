@@ -1,0 +1,235 @@
+"""Notifications, from a committed change to the outbox: who is told what (roles, preferences), nothing
+queued for a change that rolled back, nothing queued twice, and no audit row skipped by the cursor."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+
+from signals_app.events import publish
+from signals_app.models import Signal
+from signals_app.services import signal_transition
+from telegram_bot.models import Notification, NotificationCursor
+from telegram_bot.notifications.fanout import notifications_fanout
+from telegram_bot.notifications.outbox import notification_enqueue
+from tests.factories import (
+    OrderFactory,
+    PositionFactory,
+    SignalFactory,
+    TelegramAdminFactory,
+    TelegramTraderFactory,
+    TelegramViewerFactory,
+    TradingAccountFactory,
+)
+from trading.audit import Actor
+from trading.execution import account_health_set
+from trading.models import AuditEvent, Order
+from trading.services import order_transition, position_close
+from trading.stream import stream_alert_down
+
+pytestmark = pytest.mark.django_db
+S = Signal.Status
+K = Notification.Kind
+ACTOR = Actor.system("test")
+
+
+@pytest.fixture
+def team():
+    """An admin, a trader and a viewer, each accepting every kind; an inactive trader."""
+    return {
+        "admin": TelegramAdminFactory(),
+        "trader": TelegramTraderFactory(),
+        "viewer": TelegramViewerFactory(),
+        "inactive": TelegramTraderFactory(is_active=False),
+    }
+
+
+def queued(kind: str | None = None) -> dict[int, list[Notification]]:
+    """Outbox rows by chat id (of ``kind``)."""
+    rows = Notification.objects.order_by("id")
+    if kind:
+        rows = rows.filter(kind=kind)
+    by_chat: dict[int, list[Notification]] = {}
+    for row in rows:
+        by_chat.setdefault(row.chat_id, []).append(row)
+    return by_chat
+
+
+def awaiting(signal: Signal) -> Signal:
+    signal_transition(signal=signal, to=S.VALIDATED, actor=ACTOR)
+    signal_transition(signal=signal, to=S.AWAITING_CONFIRMATION, actor=ACTOR)
+    return signal
+
+
+def test_a_signal_awaiting_confirmation_sends_its_card_to_traders_and_admins_and_its_text_to_viewers(team):
+    signal = awaiting(SignalFactory())
+
+    notifications_fanout()
+
+    cards = queued(K.SIGNAL_CARD)
+    assert set(cards) == {team["admin"].telegram_id, team["trader"].telegram_id}
+    card = cards[team["trader"].telegram_id][0]
+    assert card.signal == signal
+    assert f"sig:ok:{signal.pk}" in str(card.reply_markup)
+    viewer_rows = queued()[team["viewer"].telegram_id]
+    assert [(row.kind, row.reply_markup) for row in viewer_rows] == [(K.SIGNAL_RECEIVED, None)]
+    assert "Awaiting" in viewer_rows[0].text
+
+
+def test_an_inactive_user_and_a_user_who_turned_a_kind_off_get_nothing_of_it(team):
+    muted = TelegramTraderFactory(notify_signals=False)
+    awaiting(SignalFactory())
+
+    notifications_fanout()
+
+    assert team["inactive"].telegram_id not in queued()
+    assert muted.telegram_id not in queued()
+
+
+def test_an_automatic_signal_is_told_with_its_risk_decision(team):
+    signal = SignalFactory(extras={"plan": {"checks": "passed", "side": "long", "qty": "0.01", "price": "65000"}})
+    signal_transition(signal=signal, to=S.VALIDATED, actor=ACTOR)
+    signal_transition(signal=signal, to=S.EXECUTING, actor=ACTOR)
+
+    notifications_fanout()
+
+    rows = queued(K.SIGNAL_RECEIVED)
+    assert len(rows) == 3
+    assert "Risk checks passed" in rows[team["viewer"].telegram_id][0].text
+
+
+def test_a_rejection_is_told_with_its_reason(team):
+    signal = SignalFactory()
+    signal_transition(signal=signal, to=S.REJECTED, actor=ACTOR, reason="daily loss limit reached")
+
+    notifications_fanout()
+
+    rows = queued(K.SIGNAL_REJECTED)
+    assert set(rows) == {team["admin"].telegram_id, team["trader"].telegram_id, team["viewer"].telegram_id}
+    assert "daily loss limit reached" in rows[team["admin"].telegram_id][0].text
+
+
+def test_orders_placed_filled_and_a_stop_loss_hit_go_to_who_wants_orders(team):
+    TelegramTraderFactory(notify_orders=False)
+    entry = OrderFactory(order_type=Order.Type.LIMIT, price=Decimal("64000"))
+    stop = OrderFactory(order_type="stop_market", purpose="stop_loss", trigger_price=Decimal("60000"), side="sell")
+    order_transition(order=entry, to=Order.Status.SUBMITTED, actor=ACTOR)
+    order_transition(order=entry, to=Order.Status.FILLED, actor=ACTOR, changes={"filled_qty": entry.qty})
+    order_transition(order=stop, to=Order.Status.SUBMITTED, actor=ACTOR)
+    order_transition(order=stop, to=Order.Status.FILLED, actor=ACTOR, changes={"filled_qty": stop.qty})
+
+    notifications_fanout()
+
+    rows = queued()
+    assert set(rows) == {team["admin"].telegram_id, team["trader"].telegram_id, team["viewer"].telegram_id}
+    texts = [row.text for row in rows[team["trader"].telegram_id]]
+    assert [row.kind for row in rows[team["trader"].telegram_id]] == [K.ORDER_PLACED, K.ORDER_FILLED] * 2
+    assert "Entry filled" in texts[1]
+    assert "Stop loss hit" in texts[3]
+
+
+def test_a_market_order_is_told_once_filled_not_when_placed(team):
+    order = OrderFactory(order_type=Order.Type.MARKET)
+    order_transition(order=order, to=Order.Status.SUBMITTED, actor=ACTOR)
+    order_transition(order=order, to=Order.Status.FILLED, actor=ACTOR, changes={"filled_qty": order.qty})
+
+    notifications_fanout()
+
+    assert [row.kind for row in queued()[team["trader"].telegram_id]] == [K.ORDER_FILLED]
+
+
+def test_a_closed_position_is_told_with_its_realized_pnl(team):
+    position = PositionFactory()
+    position_close(position=position, reason="take_profit", actor=ACTOR, realized_pnl=Decimal("12.50"))
+
+    notifications_fanout()
+
+    [row] = queued(K.POSITION_CLOSED)[team["trader"].telegram_id]
+    assert "+12.5 USDT" in row.text
+    assert "Take profit" in row.text
+
+
+def test_warnings_go_to_who_wants_risk_alerts(team):
+    account = TradingAccountFactory(name="main")
+    TelegramAdminFactory(notify_risk=False)
+    stream_alert_down(account_id=account.pk, seconds=90, reason="connection reset")
+    account_health_set(account_id=account.pk, degraded=True, reason="5 timeouts in a row")
+    publish("alerts.clock_skew", None, account_id=account.pk, account=account.name, message="BingX is 3s ahead")
+    publish("risk.breach", None, account_id=account.pk, rule="daily_loss", reason="today's loss 51 > 50")
+
+    notifications_fanout()
+
+    rows = queued(K.ALERT)
+    assert set(rows) == {team["admin"].telegram_id, team["trader"].telegram_id, team["viewer"].telegram_id}
+    texts = [row.text for row in rows[team["viewer"].telegram_id]]
+    assert len(texts) == 4
+    assert "Stream down" in texts[0] and "connection reset" in texts[0]
+    assert "Circuit breaker OPEN" in texts[1]
+    assert "Clock skew" in texts[2]
+    assert "daily loss limit" in texts[3] and "today's loss 51 &gt; 50" in texts[3]
+
+
+def test_a_change_that_rolls_back_notifies_nobody(team):
+    signal = SignalFactory()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        signal_transition(signal=signal, to=S.REJECTED, actor=ACTOR, reason="rolled back")
+        publish("alerts.stream_down", None, account_id=signal.account_id, message="rolled back too")
+        raise RuntimeError("the change fails after its audit rows")
+
+    notifications_fanout()
+
+    assert Notification.objects.count() == 0
+
+
+def test_reading_the_same_events_again_queues_nothing_twice(team):
+    signal = SignalFactory()
+    signal_transition(signal=signal, to=S.REJECTED, actor=ACTOR, reason="no")
+    notifications_fanout()
+    NotificationCursor.objects.update(last_audit_id=0)  # as if the cursor had been lost
+
+    notifications_fanout()
+
+    assert Notification.objects.count() == 3
+
+
+def test_an_audit_row_committed_after_a_later_one_was_read_is_still_told(team):
+    """A transaction that took a lower id commits after one with a higher id: the cursor comes back for it."""
+    signal = SignalFactory()
+    notifications_fanout()
+    gap = (AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
+    AuditEvent(pk=gap + 1, actor_type="system", action="test.committed_first").save(force_insert=True)
+    notifications_fanout()  # reads gap + 1 while gap is not committed yet
+
+    # The slower transaction commits: its signal rejected, with the audit row holding the lower id.
+    Signal.objects.filter(pk=signal.pk).update(status=S.REJECTED, rejection_reason="late commit")
+    AuditEvent(
+        pk=gap,
+        actor_type="system",
+        action="signal.status",
+        object_type="signals_app.signal",
+        object_id=str(signal.pk),
+        before={"status": "received"},
+        after={"status": "rejected"},
+        reason="late commit",
+    ).save(force_insert=True)
+    notifications_fanout()
+
+    rows = queued(K.SIGNAL_REJECTED)
+    assert set(rows) == {team["admin"].telegram_id, team["trader"].telegram_id, team["viewer"].telegram_id}
+    assert "late commit" in rows[team["admin"].telegram_id][0].text
+    assert NotificationCursor.objects.get().pending_gaps == {}
+
+
+def test_a_service_can_queue_a_notification_in_its_own_transaction(team):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        notification_enqueue(kind=K.REPORT, dedupe_key="report:2026-11-25", text="Daily report")
+        raise RuntimeError("rolled back")
+    notification_enqueue(kind=K.REPORT, dedupe_key="report:2026-11-24", text="Daily report")
+    notification_enqueue(kind=K.REPORT, dedupe_key="report:2026-11-24", text="Daily report")
+
+    assert sorted(queued(K.REPORT)) == sorted(
+        [team["admin"].telegram_id, team["trader"].telegram_id, team["viewer"].telegram_id]
+    )
+    assert Notification.objects.count() == 3
