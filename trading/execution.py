@@ -366,13 +366,7 @@ def entry_filled(*, entry: Order, client: BingXClient | None = None, actor: Acto
     """
     account = entry.account
     client = client or client_for(account)
-    side = "long" if entry.side == "buy" else "short"
-    placed = [
-        protective_place(
-            account=account, origin=entry, symbol=entry.symbol, side=side, leg=leg, actor=actor, client=client
-        )
-        for leg in _protective_legs(entry)
-    ]
+    placed = entry_protect(entry=entry, client=client, actor=actor)
     try:
         positions_sync(account=account, symbol=entry.symbol, client=client)
     except ExchangeError as error:  # the poller, the stream and the resync read it again
@@ -384,6 +378,17 @@ def entry_filled(*, entry: Order, client: BingXClient | None = None, actor: Acto
     except ExchangeError as error:  # a missed snapshot is retaken on the next trade or resync
         logger.warning("balance of %s not read after the entry: %s", account.name, error)
     return placed
+
+
+def entry_protect(*, entry: Order, client: BingXClient, actor: Actor) -> list[Order]:
+    """The filled entry's stop loss and take profits, each placed once (a leg already placed is kept)."""
+    side = "long" if entry.side == "buy" else "short"
+    return [
+        protective_place(
+            account=entry.account, origin=entry, symbol=entry.symbol, side=side, leg=leg, actor=actor, client=client
+        )
+        for leg in _protective_legs(entry)
+    ]
 
 
 def _read_back(orders: list[Order], client: BingXClient) -> None:
@@ -664,18 +669,46 @@ def positions_sync(
     A position BingX no longer has is closed with ``reason`` and the realized PnL of its closing fills.
     """
     client = client or client_for(account)
-    on_exchange = {(p.symbol, p.side): p for p in client.positions(symbol)}
+    result = _positions_match(
+        account=account,
+        on_exchange=client.positions(symbol),
+        symbols=None if symbol is None else {symbol},
+        reason_of=lambda _: reason,
+        actor=actor,
+    )
+    publish("positions.updated", None, account_id=account.pk, account=account.name, symbol=symbol or "")
+    return list(result.values())
+
+
+def positions_sync_symbols(
+    *, account: TradingAccount, reasons: dict[str, str], client: BingXClient, actor: Actor = EXCHANGE
+) -> dict[tuple[str, str], Position]:
+    """``positions_sync`` for several symbols with one read of BingX: each symbol's position that is gone
+    is closed with that symbol's reason. Returns the open positions of those symbols by (symbol, side)."""
+    symbols = set(reasons)
+    on_exchange = [state for state in client.positions(None) if state.symbol in symbols]
+    result = _positions_match(
+        account=account, on_exchange=on_exchange, symbols=symbols, reason_of=reasons.__getitem__, actor=actor
+    )
+    publish("positions.updated", None, account_id=account.pk, account=account.name, symbol=",".join(sorted(symbols)))
+    return result
+
+
+def _positions_match(
+    *, account: TradingAccount, on_exchange, symbols: set[str] | None, reason_of, actor: Actor
+) -> dict[tuple[str, str], Position]:
+    on_exchange = {(p.symbol, p.side): p for p in on_exchange}
     now = timezone.now()
-    result = []
+    result = {}
     with transaction.atomic():
         ours = Position.objects.select_for_update().filter(account=account, status=Position.Status.OPEN)
-        if symbol:
-            ours = ours.filter(symbol=symbol)
+        if symbols is not None:
+            ours = ours.filter(symbol__in=symbols)
         known = {}
         for position in ours:
             known[(position.symbol, position.side)] = position
             if (position.symbol, position.side) not in on_exchange:
-                position_close_recorded(position=position, reason=reason, actor=actor)
+                position_close_recorded(position=position, reason=reason_of(position.symbol), actor=actor)
         for key, state in on_exchange.items():
             fields = position_fields(account, state)
             if key in known:
@@ -689,8 +722,7 @@ def positions_sync(
                 for name, value in fields.items():
                     setattr(position, name, value)
                 position.save(update_fields=[*fields, "updated_at"])
-            result.append(position)
-    publish("positions.updated", None, account_id=account.pk, account=account.name, symbol=symbol or "")
+            result[key] = position
     return result
 
 
@@ -827,17 +859,58 @@ def order_filled_follow_up(order: Order, client: BingXClient, actor: Actor, *, c
     an entry gets its protection; a stop loss or take profit closes the position with that cause; any other
     reduce-only order (a close, one placed by hand on BingX, a liquidation) closes it with ``close_reason``
     or the cause read from the order (``close_reason_for``)."""
-    if order.purpose == Order.Purpose.ENTRY and not order.reduce_only and close_reason is None:
-        entry_filled(entry=order, client=client, actor=actor)
-    elif order.purpose in PROTECTIVE_PURPOSES or order.reduce_only or close_reason:
-        side = "long" if order.side == "sell" else "short"
-        reason = close_reason or close_reason_for(order)
-        positions_sync(account=order.account, symbol=order.symbol, client=client, reason=reason, actor=actor)
-        if not any(p.side == side for p in client.positions(order.symbol)):
-            _protective_cancel(account=order.account, symbol=order.symbol, side=side, client=client, actor=actor)
-        balance_sync(account=order.account, client=client)
-        if order.purpose in PROTECTIVE_PURPOSES:
-            _alert(f"positions.{reason}", order.account, f"{order.purpose} filled on {order.symbol} {side}")
+    orders_filled_follow_up(account=order.account, filled=[(order, close_reason)], client=client, actor=actor)
+
+
+def orders_filled_follow_up(
+    *, account: TradingAccount, filled: list[tuple[Order, str | None]], client: BingXClient, actor: Actor
+) -> None:
+    """``order_filled_follow_up`` for several fills of one account at once (the stream's follow-up thread
+    takes what queued up): each entry's protection first, in fill order; then one read of BingX's positions
+    for the symbols concerned (a position gone is closed with the cause of the last close seen on it, its
+    remaining stop loss and take profits are cancelled), one read-back of the new protective orders per
+    symbol, and one balance snapshot."""
+    placed: list[Order] = []
+    reasons: dict[str, str] = {}  # symbol -> why its position closed, for the closing fills
+    closed_sides: dict[str, set[str]] = {}
+    protective_hits: list[tuple[Order, str, str]] = []
+    for order, close_reason in filled:
+        if order.purpose == Order.Purpose.ENTRY and not order.reduce_only and close_reason is None:
+            placed += entry_protect(entry=order, client=client, actor=actor)
+            reasons.setdefault(order.symbol, Position.CloseReason.RECONCILIATION)
+        elif order.purpose in PROTECTIVE_PURPOSES or order.reduce_only or close_reason:
+            side = "long" if order.side == "sell" else "short"
+            reason = close_reason or close_reason_for(order)
+            reasons[order.symbol] = reason
+            closed_sides.setdefault(order.symbol, set()).add(side)
+            if order.purpose in PROTECTIVE_PURPOSES:
+                protective_hits.append((order, side, reason))
+    if not reasons:
+        return
+    try:
+        held = positions_sync_symbols(account=account, reasons=reasons, client=client, actor=actor)
+    except ExchangeError as error:
+        if closed_sides:  # a close's cause and the cancel of its siblings need the read: the caller handles it
+            raise
+        held = None  # after entries only: the poller, the stream and the resync read the positions again
+        logger.warning("positions of %s not read after the entries: %s", account.name, error)
+    for symbol, sides in closed_sides.items():
+        for side in sides:
+            if held is not None and (symbol, side) not in held:
+                _protective_cancel(account=account, symbol=symbol, side=side, client=client, actor=actor)
+    by_symbol: dict[str, list[Order]] = {}
+    for order in placed:
+        by_symbol.setdefault(order.symbol, []).append(order)
+    for orders in by_symbol.values():
+        _read_back(orders, client)
+    try:
+        balance_sync(account=account, client=client)
+    except ExchangeError as error:
+        if closed_sides:
+            raise
+        logger.warning("balance of %s not read after the entries: %s", account.name, error)
+    for order, side, reason in protective_hits:
+        _alert(f"positions.{reason}", account, f"{order.purpose} filled on {order.symbol} {side}")
 
 
 def close_reason_for(order: Order) -> str:

@@ -50,7 +50,7 @@ from trading.exchange.stream import (
 from trading.execution import (
     balance_sync,
     exchange_accounts,
-    order_filled_follow_up,
+    orders_filled_follow_up,
     orders_poll,
     positions_sync,
 )
@@ -239,16 +239,23 @@ def _burst_done(account: TradingAccount, outcome: BurstOutcome, memory: StreamMe
 
 
 def follow_ups_run(account: TradingAccount, follow_ups: list[tuple[Order, str | None]]) -> None:
-    """Each follow-up in order, even when one before failed; the first failure is raised at the end."""
-    failure: Exception | None = None
-    for order, close_reason in follow_ups:
-        try:
-            _follow_up(account, order, close_reason)
-        except Exception as error:  # noqa: BLE001 - re-raised below, once the others had their turn
-            logger.exception("stream: follow-up of filled %s failed", order.client_order_id)
-            failure = failure or error
-    if failure is not None:
-        raise failure
+    """The follow-ups of filled orders, together (``orders_filled_follow_up``: protection first, then one
+    read of positions and balance). A failure to reach BingX is logged and alerted; the reconcile after the
+    next reconnect, the poller and the resync complete what it left."""
+    if not follow_ups:
+        return
+    try:
+        orders_filled_follow_up(account=account, filled=follow_ups, client=client_for(account), actor=STREAM)
+    except ExchangeError as error:
+        names = ", ".join(f"{order.purpose} {order.client_order_id}" for order, _ in follow_ups)
+        logger.error("stream: follow-up of filled %s failed: %s", names, error)
+        publish(
+            "alerts.stream_follow_up_failed",
+            None,
+            account_id=account.pk,
+            account=account.name,
+            message=f"{names} filled; follow-up failed: {error}",
+        )
 
 
 def _event_failed(account: TradingAccount, event: StreamEvent) -> None:
@@ -266,20 +273,6 @@ def _last_event_note(account: TradingAccount, memory: StreamMemory | None) -> No
         memory.state_written_at = clock
     if not StreamState.objects.filter(account=account).update(last_event_at=now, updated_at=now):
         StreamState.objects.update_or_create(account=account, defaults={"last_event_at": now})
-
-
-def _follow_up(account: TradingAccount, order: Order, close_reason: str | None) -> None:
-    try:
-        order_filled_follow_up(order, client_for(account), STREAM, close_reason=close_reason)
-    except ExchangeError as error:  # the reconcile after the next reconnect or the resync completes it
-        logger.error("stream: follow-up of filled %s failed: %s", order.client_order_id, error)
-        publish(
-            "alerts.stream_follow_up_failed",
-            None,
-            account_id=account.pk,
-            account=account.name,
-            message=f"{order.purpose} {order.client_order_id} filled; follow-up failed: {error}",
-        )
 
 
 # --- stream health -------------------------------------------------------------------------------------
@@ -371,6 +364,9 @@ class AccountStream:
         )
         # Follow-ups of fills (REST calls to BingX) run here, one at a time in fill order, beside the applier.
         self.follow_up_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stream-{account_id}-follow")
+        self._follow_ups: list[tuple[Order, str | None]] = []
+        self._follow_ups_lock = threading.Lock()
+        self._follow_ups_scheduled = False
         self.account: TradingAccount | None = None
         self.listen_key: str | None = None
         self.down_since: float | None = None
@@ -381,14 +377,24 @@ class AccountStream:
         _thread.memory = self.memory  # stream_event_apply on this thread uses this account's memory
 
     def _follow_up_submit(self, account: TradingAccount, order: Order, close_reason: str | None) -> None:
-        def follow_up() -> None:
-            close_old_connections()
-            try:
-                follow_ups_run(account, [(order, close_reason)])
-            except Exception:  # noqa: BLE001 - logged by follow_ups_run; the next reconcile completes it
-                pass
+        """Queue a fill's follow-up; the follow-up thread takes everything queued at once (one read of
+        positions and balance for all), in fill order."""
+        with self._follow_ups_lock:
+            self._follow_ups.append((order, close_reason))
+            if self._follow_ups_scheduled:
+                return
+            self._follow_ups_scheduled = True
+        self.follow_up_executor.submit(self._follow_ups_drain, account)
 
-        self.follow_up_executor.submit(follow_up)
+    def _follow_ups_drain(self, account: TradingAccount) -> None:
+        with self._follow_ups_lock:
+            batch, self._follow_ups = self._follow_ups, []
+            self._follow_ups_scheduled = False
+        close_old_connections()
+        try:
+            follow_ups_run(account, batch)
+        except Exception:  # noqa: BLE001 - a bug must not stop the thread; the next reconcile completes it
+            logger.exception("stream of account %s: follow-ups failed", self.account_id)
 
     async def follow_ups_done(self) -> None:
         """Wait until every follow-up handed on so far has run."""

@@ -271,10 +271,10 @@ def test_a_burst_is_applied_in_one_go_with_its_repeats_once_and_one_balance_snap
     assert len(fills) == 2
     assert positions == [("closed", Decimal("0"), "manual", Decimal("10"))]
     assert [type(event).__name__ for event in round_trip].count("AccountUpdate") == 2
-    # One from the burst's wallets (the last one pushed), and one read back over REST per filled order.
-    assert BalanceSnapshot.objects.filter(account=account).count() == 1 + 2
+    # One from the burst's wallets (the last one pushed), and one read back over REST for its filled orders.
+    assert BalanceSnapshot.objects.filter(account=account).count() == 1 + 1
     assert stream_events_apply(account=account, events=round_trip, memory=memory) == 0  # all known: dropped
-    assert BalanceSnapshot.objects.filter(account=account).count() == 1 + 2
+    assert BalanceSnapshot.objects.filter(account=account).count() == 1 + 1
 
 
 @pytest.mark.django_db
@@ -350,6 +350,73 @@ def test_a_burst_costs_the_same_few_queries_however_many_order_events_it_holds(
     assert sorted(large.values_list("status", "filled_qty")) == [("filled", Decimal("0.002"))] * 4
     assert Fill.objects.filter(order__in=large).count() == 8
     assert len(followed) == 1 + 4
+
+
+def our_protective_order(bingx, on_bingx, account, *, symbol: str, kind: str, purpose: str, stop: str, qty: str):
+    """A reduce-only trigger order of ours resting on the fake (sell side: it protects a long)."""
+    client_order_id = f"{purpose}-{symbol.lower()}"
+    order = bingx.state.place_order(
+        on_bingx,
+        {
+            "symbol": symbol,
+            "side": "SELL",
+            "type": kind,
+            "quantity": qty,
+            "stopPrice": stop,
+            "reduceOnly": "true",
+            "clientOrderID": client_order_id,
+        },
+    )
+    return Order.objects.create(
+        account=account,
+        client_order_id=client_order_id,
+        exchange_order_id=str(order.order_id),
+        symbol=f"{symbol.split('-')[0]}/USDT:USDT",
+        side="sell",
+        order_type=Order.Type.STOP_MARKET if kind == "STOP_MARKET" else Order.Type.TAKE_PROFIT_MARKET,
+        purpose=purpose,
+        qty=Decimal(qty),
+        trigger_price=Decimal(stop),
+        reduce_only=True,
+        status=Order.Status.SUBMITTED,
+    )
+
+
+@pytest.mark.django_db
+def test_the_follow_ups_of_a_burst_read_positions_and_balance_once_and_close_each_with_its_cause(
+    by_hand, bingx, on_bingx, account
+):
+    bingx.set_mark_price("SOL-USDT", "150")
+    by_hand.create_order(BTC, "market", "buy", 0.01)
+    by_hand.create_order("SOL/USDT:USDT", "market", "buy", 1)
+    opened = [parse_event(raw) for raw in on_bingx.events]
+    stream_events_apply(account=account, events=opened, memory=StreamMemory(account.pk))
+    our_protective_order(
+        bingx, on_bingx, account, symbol="BTC-USDT", kind="STOP_MARKET", purpose="stop_loss", stop="64000", qty="0.01"
+    )
+    our_protective_order(
+        bingx,
+        on_bingx,
+        account,
+        symbol="SOL-USDT",
+        kind="TAKE_PROFIT_MARKET",
+        purpose="take_profit_1",
+        stop="160",
+        qty="1",
+    )
+    start = len(on_bingx.events)
+    bingx.set_mark_price("BTC-USDT", "63000")  # the stop loss triggers
+    bingx.set_mark_price("SOL-USDT", "161")  # the take profit triggers
+    hits = [parse_event(raw) for raw in on_bingx.events[start:]]
+    before = len(bingx.state.paths())
+
+    stream_events_apply(account=account, events=hits, memory=StreamMemory(account.pk))
+
+    closed = dict(Position.objects.filter(status="closed").values_list("symbol", "close_reason"))
+    assert closed == {BTC: "stop_loss", "SOL/USDT:USDT": "take_profit"}
+    paths = bingx.state.paths()[before:]
+    assert sum("positions" in path for path in paths) == 1
+    assert sum("balance" in path for path in paths) == 1
 
 
 @pytest.mark.django_db
