@@ -266,6 +266,10 @@ def bot_position(*, position_id: int) -> OpenPosition | None:
     return _open_position(position) if position else None
 
 
+def _digits(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
 def bot_position_close(*, position_id: int, actor: Actor) -> str:
     """Close one open position at market by hand, the way a loss breach flattens it (reduce-only, keyed on the
     position so a repeated confirmation places no second order); the outcome as one line of text."""
@@ -274,17 +278,20 @@ def bot_position_close(*, position_id: int, actor: Actor) -> str:
         raise BotActionRefused("That position is already closed.")
     if not position.account.is_active:
         raise BotActionRefused(f"Account {position.account.name} is not active.")
-    audit_record(
-        actor=actor,
-        action="position.close_requested",
-        instance=position,
-        before={"status": position.status, "qty": str(position.qty)},
-        after={"status": Position.Status.CLOSED},
-        reason="closed by hand from Telegram",
-    )
+    before = {"status": position.status, "qty": _digits(position.qty)}
     try:
         report = position_flatten(position=position, actor=actor)
     except (ExchangeError, ExecutionFailed, OutcomeUnknown) as error:
         logger.error("close from Telegram: %s %s not closed: %s", position.symbol, position.side, error)
+        audit_record(actor=actor, action="position.close_failed", instance=position, before=before, reason=str(error))
         raise BotActionRefused(f"Not closed: {error}") from error
+    position.refresh_from_db()
+    audit_record(
+        actor=actor,
+        action="position.close_by_hand",
+        instance=position,
+        before=before,
+        after={"status": position.status, "qty": _digits(position.qty)},
+        reason=report.summary,
+    )
     return report.summary

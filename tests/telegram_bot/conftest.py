@@ -3,6 +3,10 @@
 Tests talk to the bot as a user would (``bot.tg.send_text``, ``bot.tg.press``) and assert on the calls the bot
 made (``bot.tg.wait_for_call``, ``bot.tg.calls``). Tests that use ``bot`` and the database need
 ``@pytest.mark.django_db(transaction=True)``: the bot writes from its own thread, outside the test's transaction.
+
+On SQLite (shared-cache in-memory test database) a table being written by one thread is locked for the other
+("database table is locked", no waiting): create what a test needs before the bot starts (list the data
+fixtures before ``bot``) rather than writing heavily, e.g. through the webhook, while its periodic jobs run.
 """
 
 from __future__ import annotations

@@ -10,10 +10,13 @@ import pytest
 from signals_app.models import Signal
 from tests.conftest_bingx import live_account_on_bingx, webhook_sender
 from tests.factories import PositionFactory, TelegramTraderFactory, TradingAccountFactory
+from tests.fakes.bingx.faults import Fault
 from tests.telegram_bot.conftest import buttons
 from trading.models import AuditEvent, Order, Position
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+ORDER_PATH = "/openApi/swap/v2/trade/order"
 
 
 @pytest.fixture
@@ -53,13 +56,9 @@ def test_confirming_closes_the_position_with_a_reduce_only_market_order(bot, tra
     assert (order.side, order.order_type, order.reduce_only, order.status) == ("sell", "market", True, "filled")
     assert done["text"].startswith("✅ Closed BTC/USDT:USDT LONG 0.01 on main: closed 0.01")
     assert buttons(done) == ["m:home"]
-    requested = AuditEvent.objects.get(action="position.close_requested")
-    assert (requested.actor_type, requested.actor_id, requested.actor_label) == (
-        "telegram",
-        str(trader.telegram_id),
-        "tom",
-    )
-    assert requested.before["status"] == "open" and requested.after == {"status": "closed"}
+    closed = AuditEvent.objects.get(action="position.close_by_hand")
+    assert (closed.actor_type, closed.actor_id, closed.actor_label) == ("telegram", str(trader.telegram_id), "tom")
+    assert (closed.before, closed.after) == ({"status": "open", "qty": "0.01"}, {"status": "closed", "qty": "0"})
     assert AuditEvent.objects.filter(actor_type="telegram", object_type__icontains="order").exists()
 
 
@@ -119,18 +118,38 @@ def test_positions_says_when_nothing_is_open(bot, trader):
     assert bot.command(trader.telegram_id, "/positions")["text"] == "Positions\nNo open position."
 
 
-def test_confirming_closes_a_live_position_on_bingx(bot, trader, bingx, on_bingx, client):
+@pytest.fixture
+def live_position(on_bingx, client) -> Position:
+    """A BTC long of 0.01 opened on the fake BingX by a TradingView alert (ask for it before ``bot``: on SQLite a
+    write from the test's thread can collide with the running bot's periodic jobs)."""
     account = live_account_on_bingx(name="live")
     send = webhook_sender(client, account)
     entry = send(symbol="BINANCE:BTCUSDT.P", action="buy", price="65000", size={"mode": "qty", "value": "0.01"})
     assert entry.status == Signal.Status.EXECUTED
     assert on_bingx.position("BTC-USDT").qty == Decimal("0.01")
-    position = Position.objects.get(account=account, status=Position.Status.OPEN)
+    return Position.objects.get(account=account, status=Position.Status.OPEN)
+
+
+def test_confirming_closes_a_live_position_on_bingx(live_position, bot, trader, on_bingx):
     bot.command(trader.telegram_id, "/close BTCUSDT")
 
-    done = bot.press(trader.telegram_id, f"cl:ok:{position.pk}")
+    done = bot.press(trader.telegram_id, f"cl:ok:{live_position.pk}")
 
     assert "closed 0.01" in done["text"] and "on BingX" in done["text"]
     fake = on_bingx.position("BTC-USDT")
     assert fake is None or fake.qty == 0
-    assert Position.objects.get(pk=position.pk).status == Position.Status.CLOSED
+    assert Position.objects.get(pk=live_position.pk).status == Position.Status.CLOSED
+
+
+def test_bingx_refusing_the_close_is_shown_and_the_position_stays_open(live_position, bot, trader, bingx, on_bingx):
+    bingx.fault("POST", ORDER_PATH, Fault.error(101204, "Insufficient margin"))
+    bot.command(trader.telegram_id, "/close BTCUSDT")
+
+    refused = bot.press(trader.telegram_id, f"cl:ok:{live_position.pk}")
+
+    assert refused["text"].startswith("⚠️ Not closed:")
+    assert "Insufficient margin" in refused["text"]
+    assert on_bingx.position("BTC-USDT").qty == Decimal("0.01")
+    assert Position.objects.get(pk=live_position.pk).status == Position.Status.OPEN
+    failed = AuditEvent.objects.get(action="position.close_failed")
+    assert failed.actor_id == str(trader.telegram_id) and "Insufficient margin" in failed.reason

@@ -78,11 +78,11 @@ def test_the_kill_switch_survives_a_restart_blocks_entries_and_lets_exits_throug
     assert {e.object_id for e in events} == {str(account.pk), str(second.pk)}
 
 
-def test_botstart_allows_entries_again(bot, account, send):
+def test_botstart_allows_entries_again(telegram, account, send):
     admin = TelegramAdminFactory()
-    bot.command(admin.telegram_id, "/botstop")
-
-    reply = bot.command(admin.telegram_id, "/botstart")
+    with running_application(build_application(ptb_builder(telegram))):
+        command(telegram, admin.telegram_id, "/botstop")
+        reply = command(telegram, admin.telegram_id, "/botstart")
 
     assert "Trading resumed on: main." in reply["text"]
     assert send(**BUY).status == Signal.Status.EXECUTED

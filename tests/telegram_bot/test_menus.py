@@ -303,3 +303,36 @@ def test_help_lists_every_command_and_the_faq(bot, viewer):
         assert f"/{command} — " in screen["text"]
     assert "FAQ" in screen["text"]
     assert buttons(screen) == ["m:home"]
+
+
+# --- long texts and failures --------------------------------------------------------------------------
+
+
+def test_a_status_too_long_for_one_message_is_split_and_a_refresh_is_cut(bot, viewer, account):
+    for number in range(60):
+        PositionFactory(account=account, symbol=f"COIN{number}/USDT:USDT", mark_price=Decimal("1"))
+    mark = bot.tg.mark()
+    bot.tg.send_text(viewer.telegram_id, "/status")
+
+    bot.tg.wait_for_call("sendMessage", lambda call: "Updated" in call["params"]["text"], after=mark)
+    pieces = [call["params"] for call in bot.tg.calls("sendMessage") if call["index"] >= mark]
+    assert len(pieces) >= 2
+    assert all(len(piece["text"]) <= 4096 for piece in pieces)
+    assert [("reply_markup" in piece) for piece in pieces] == [False] * (len(pieces) - 1) + [True]
+    assert all(f"COIN{number}/USDT:USDT LONG" in "".join(p["text"] for p in pieces) for number in range(60))
+
+    refreshed = bot.press(viewer.telegram_id, "st:r")
+    assert len(refreshed["text"]) <= 4096
+    assert refreshed["text"].endswith("(cut: too long for one message)")
+
+
+def test_a_failing_screen_tells_the_user_instead_of_going_silent(bot, viewer, account):
+    bot.command(viewer.telegram_id, "/start")
+    bot.tg.fail_next("editMessageText", status=400, description="Bad Request: something unexpected")
+    mark = bot.tg.mark()
+
+    bot.tg.press(viewer.telegram_id, data="m:st")
+
+    apology = bot.tg.wait_for_call("sendMessage", after=mark)
+    assert apology["params"]["text"] == "Something went wrong; it is logged. Please try again."
+    assert bot.tg.calls("answerCallbackQuery")[-1]["status"] == 200
