@@ -209,7 +209,7 @@ def bot_signals_waiting(*, limit: int = 20) -> list[WaitingSignal]:
 class OpenPosition:
     pk: int
     account: str
-    mode_label: str
+    mode: str
     symbol: str
     side: str
     qty: Decimal
@@ -223,7 +223,7 @@ def _open_position(position: Position) -> OpenPosition:
     return OpenPosition(
         pk=position.pk,
         account=position.account.name,
-        mode_label=position.account.get_mode_display(),
+        mode=position.account.mode,
         symbol=position.symbol,
         side=position.side,
         qty=position.qty,

@@ -25,6 +25,7 @@ COMMANDS = (
 )
 
 MAX_ORDERS_SHOWN = 10
+MODE_WORDS = {"dry_run": "dry run", "demo": "demo", "live": "LIVE"}
 SIDE_WORDS = {"long": "LONG", "short": "SHORT"}
 
 
@@ -50,9 +51,13 @@ def who(user: BotUser) -> str:
     return f"@{user.username}" if user.username else str(user.telegram_id)
 
 
+def mode_word(mode: str) -> str:
+    return MODE_WORDS.get(mode, escape(mode))
+
+
 def account_state(account) -> str:
     return (
-        f"{escape(account.mode_label)} · {'auto' if account.auto_trade else 'manual'} · "
+        f"{mode_word(account.mode)} · {'auto' if account.auto_trade else 'manual'} · "
         f"{'trading' if account.trading_enabled else '⛔ STOPPED (kill switch)'}"
     )
 
@@ -113,7 +118,8 @@ def waiting_signals(signals: list) -> str:
 
 def status(view: dict) -> str:
     worker = view["worker"]
-    lines = [f"<b>Status</b> · worker: {escape(worker['status'])} {escape(worker['detail'])}".rstrip()]
+    detail = f" ({escape(worker['detail'])})" if worker["detail"] else ""
+    lines = [f"<b>Status</b> · worker: {escape(worker['status'])}{detail}"]
     if not view["accounts"]:
         lines.append("No active trading account.")
     for account in view["accounts"]:
@@ -125,7 +131,7 @@ def status(view: dict) -> str:
 def _account_status(account: dict) -> list[str]:
     mode = "auto" if account["auto_trade"] else "manual"
     stopped = "" if account["trading_enabled"] else " · ⛔ STOPPED (kill switch)"
-    lines = [f"<b>{escape(account['name'])}</b> — {escape(account['mode_label'])} · {mode}{stopped}"]
+    lines = [f"<b>{escape(account['name'])}</b> — {mode_word(account['mode'])} · {mode}{stopped}"]
     balance = account["balance"]
     if balance:
         lines.append(
@@ -194,7 +200,7 @@ def report(period) -> str:
     for account, summary in period.accounts:
         lines += [
             "",
-            f"<b>{escape(account.name)}</b> ({escape(account.mode_label)})",
+            f"<b>{escape(account.name)}</b> ({mode_word(account.mode)})",
             f"Net PnL {money(summary.net_pnl)} USDT (realized {money(summary.realized_pnl)}, "
             f"fees {number(summary.fees)})",
             f"Volume {Decimal(summary.volume):,.2f} USDT in {summary.fills} fill(s)",
@@ -226,7 +232,7 @@ def positions(items: list, *, can_close: bool) -> str:
     lines = ["<b>Positions</b>"]
     for position in items:
         lines.append(
-            f"• {position_short(position)} ({escape(position.mode_label)}) · entry {number(position.entry_price)}"
+            f"• {position_short(position)} ({mode_word(position.mode)}) · entry {number(position.entry_price)}"
             f" · mark {number(position.mark_price)} · uPnL {number(position.unrealized_pnl)} · {position.leverage}x"
         )
     if can_close:
@@ -236,7 +242,7 @@ def positions(items: list, *, can_close: bool) -> str:
 
 def close_confirm(position) -> str:
     return (
-        f"Close <b>{position_short(position)}</b> ({escape(position.mode_label)}) at market now?\n"
+        f"Close <b>{position_short(position)}</b> ({mode_word(position.mode)}) at market now?\n"
         f"Entry {number(position.entry_price)} · mark {number(position.mark_price)} · "
         f"uPnL {number(position.unrealized_pnl)}"
     )

@@ -38,7 +38,7 @@ def close_orders() -> list[Order]:
 def test_close_asks_for_confirmation_before_closing(bot, trader, position):
     confirm = bot.command(trader.telegram_id, "/close btcusdt")
 
-    assert confirm["text"].startswith("Close BTC/USDT:USDT LONG 0.01 on main (Dry run")
+    assert confirm["text"].startswith("Close BTC/USDT:USDT LONG 0.01 on main (dry run)")
     assert buttons(confirm) == [f"cl:ok:{position.pk}", "cl:x"]
     assert Position.objects.get(pk=position.pk).status == Position.Status.OPEN
     assert close_orders() == []

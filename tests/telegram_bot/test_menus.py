@@ -51,7 +51,7 @@ def test_start_shows_the_main_menu_with_each_accounts_state(bot, viewer, account
 
     assert buttons(menu) == MAIN_MENU
     assert "@vera (viewer)" in menu["text"]
-    assert "main: Dry run (simulated, no exchange) · manual · trading" in menu["text"]
+    assert "main: dry run · manual · trading" in menu["text"]
 
 
 def test_the_menu_button_comes_back_to_the_main_menu(bot, viewer, account):
@@ -89,7 +89,7 @@ def test_an_admin_switches_auto_trade_on_and_off_from_the_auto_trade_screen(bot,
 
     account.refresh_from_db()
     assert account.auto_trade is True
-    assert "main: Dry run (simulated, no exchange) · auto · trading" in screen["text"]
+    assert "main: dry run · auto · trading" in screen["text"]
     assert f"at:{account.pk}:0" in buttons(screen)
     event = AuditEvent.objects.get(action="tradingaccount.auto_trade")
     assert (event.actor_type, event.actor_id, event.actor_label) == ("telegram", str(admin.telegram_id), "ada")
@@ -211,7 +211,7 @@ def test_status_shows_mode_balance_positions_orders_pnl_and_health(bot, viewer, 
     screen = bot.command(viewer.telegram_id, "/status")
 
     text = screen["text"]
-    assert "main — Dry run (simulated, no exchange) · manual" in text
+    assert "main — dry run · manual" in text
     assert "Equity 1012.5 USDT · available 870" in text
     assert "Today: net PnL +14.00 USDT · hit rate 50.0% (1/2)" in text
     assert "Exchange: n/a · stream: n/a" in text
@@ -239,7 +239,7 @@ def test_status_from_the_menu(bot, viewer, account):
 
     screen = bot.press(viewer.telegram_id, "m:st")
 
-    assert "<b>" not in screen["text"] and "main — Dry run" in screen["text"]
+    assert "<b>" not in screen["text"] and "main — dry run" in screen["text"]
 
 
 def test_a_refresh_that_changes_nothing_is_still_answered(bot, viewer, account):
