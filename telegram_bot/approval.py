@@ -32,6 +32,7 @@ from telegram_bot.cards import (
 )
 from telegram_bot.models import SignalCard, TelegramUser
 from trading.audit import audit_record
+from trading.models import AuditEvent
 from trading.transitions import InvalidTransition
 from tvbingx.config import MAX_EXCHANGE_LEVERAGE
 
@@ -94,12 +95,32 @@ def signal_card_remember(*, signal: Signal, telegram_user: TelegramUser, chat_id
     return card
 
 
-def signal_card_render(signal: Signal, *, note: str = "", actor_label: str = "") -> CardView:
-    """The card for the signal as it is now: buttons while waiting, else the final card with its orders."""
+def signal_card_render(signal: Signal, *, note: str = "") -> CardView:
+    """The card for the signal as it is now: buttons while waiting, else the final card with its orders
+    and who decided (the same card whoever renders it: a button handler or the refresh job)."""
     if signal.status == S.AWAITING_CONFIRMATION:
         return signal_card_view(signal, note=note)
     orders = [OrderResult.from_order(order) for order in signal.orders.order_by("created_at", "id")]
-    return signal_card_final_view(signal, orders=orders, actor_label=actor_label)
+    return signal_card_final_view(signal, orders=orders, actor_label=_decided_by(signal))
+
+
+def _decided_by(signal: Signal) -> str:
+    """Who approved or rejected the waiting signal, from its audit trail ("" for the platform itself)."""
+    decision = (
+        AuditEvent.objects.filter(
+            object_type=Signal._meta.label_lower,
+            object_id=str(signal.pk),
+            action="signal.status",
+            after__status__in=[S.APPROVED, S.REJECTED],
+        )
+        .order_by("id")
+        .first()
+    )
+    if decision is None or decision.actor_type == AuditEvent.ActorType.SYSTEM:
+        return ""
+    if decision.actor_type == AuditEvent.ActorType.TELEGRAM:
+        return f"@{decision.actor_label}" if decision.actor_label else decision.actor_id
+    return decision.actor_label or decision.actor_id
 
 
 def _targets(signal: Signal) -> list[CardTarget]:
@@ -109,11 +130,11 @@ def _targets(signal: Signal) -> list[CardTarget]:
     ]
 
 
-def _update(signal: Signal, *, answer: str = "", alert: bool = False, note: str = "", actor_label: str = ""):
+def _update(signal: Signal, *, answer: str = "", alert: bool = False, note: str = ""):
     signal.refresh_from_db()
     return CardUpdate(
         signal_id=signal.pk,
-        view=signal_card_render(signal, note=note, actor_label=actor_label),
+        view=signal_card_render(signal, note=note),
         final=signal_card_is_final(signal),
         targets=_targets(signal),
         answer=answer,
@@ -198,14 +219,13 @@ def signal_card_approve(*, signal_id: int, bot_user: BotUser) -> CardUpdate:
         raise EditInvalid(refusal)
     if refusal:
         return _update(signal, answer=refusal, alert=True)
-    label = _label(bot_user)
     try:
         signal_approve(signal=signal, actor=actor_of(bot_user))
     except SignalRejected as rejection:
         signal.refresh_from_db()
         if signal.status == S.AWAITING_CONFIRMATION:  # the risk checks refused it now; nothing traded
             return _update(signal, answer=f"Not approved: {rejection}", alert=True)
-        return _update(signal, answer=f"Rejected: {rejection}", alert=True, actor_label=label)
+        return _update(signal, answer=f"Rejected: {rejection}", alert=True)
     except InvalidTransition:  # handled elsewhere (the sweeper, the admin) at the same moment
         signal.refresh_from_db()
         return _update(signal, answer=f"Already handled: {signal.get_status_display().lower()}.", alert=True)
@@ -216,7 +236,7 @@ def signal_card_approve(*, signal_id: int, bot_user: BotUser) -> CardUpdate:
         S.EXECUTING: "Approved: the outcome is being confirmed with the exchange.",
     }
     answer = answers.get(signal.status, f"Approved: {signal.get_status_display().lower()}.")
-    return _update(signal, answer=answer, alert=signal.status == S.FAILED, actor_label=label)
+    return _update(signal, answer=answer, alert=signal.status == S.FAILED)
 
 
 def signal_card_reject(*, signal_id: int, bot_user: BotUser) -> CardUpdate:
@@ -231,7 +251,7 @@ def signal_card_reject(*, signal_id: int, bot_user: BotUser) -> CardUpdate:
     except InvalidTransition:
         signal.refresh_from_db()
         return _update(signal, answer=f"Already handled: {signal.get_status_display().lower()}.", alert=True)
-    return _update(signal, answer="Rejected.", actor_label=label)
+    return _update(signal, answer="Rejected.")
 
 
 # --- edits ---------------------------------------------------------------------------------------

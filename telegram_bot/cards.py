@@ -16,9 +16,9 @@ from decimal import Decimal, InvalidOperation
 from html import escape
 
 from signals_app.models import Signal
+from telegram_bot.callbacks import cb
 
 S = Signal.Status
-CALLBACK_MAX_BYTES = 64
 # What the risk engine (trading/risk.py) checks before a trade that opens exposure, by rule name, in the
 # words the card uses. A plan that passed passed every one of them. tests/telegram_bot/test_cards.py
 # checks that this covers every rule the engine can break.
@@ -84,14 +84,6 @@ class OrderResult:
             trigger_price=order.trigger_price,
             error_text=order.error_text,
         )
-
-
-def callback(*parts: object) -> str:
-    """``sig:ok:12``: ASCII, 1..64 bytes (Telegram refuses anything else with BUTTON_DATA_INVALID)."""
-    data = ":".join(str(part) for part in parts)
-    if not data or not data.isascii() or len(data.encode()) > CALLBACK_MAX_BYTES:
-        raise ValueError(f"callback data must be 1..{CALLBACK_MAX_BYTES} ASCII bytes: {data!r}")
-    return data
 
 
 def button(text: str, data: str) -> dict:
@@ -188,20 +180,20 @@ def _plan_of(signal: Signal, plan) -> dict:
 def signal_card_keyboard(signal_id: int, *, editable: bool = True) -> list[list[dict]]:
     """Approve / Reject, and the edit buttons for an entry (a close, cancel or update has nothing to edit)."""
     decide = [
-        button("✅ Approve", callback("sig", "ok", signal_id)),
-        button("❌ Reject", callback("sig", "no", signal_id)),
+        button("✅ Approve", cb("sig", "ok", signal_id)),
+        button("❌ Reject", cb("sig", "no", signal_id)),
     ]
     if not editable:
         return [decide]
     return [
         decide,
         [
-            button("Edit qty", callback("sig", "ed", "q", signal_id)),
-            button("Edit SL", callback("sig", "ed", "sl", signal_id)),
+            button("Edit qty", cb("sig", "ed", "q", signal_id)),
+            button("Edit SL", cb("sig", "ed", "sl", signal_id)),
         ],
         [
-            button("Edit TP", callback("sig", "ed", "tp", signal_id)),
-            button("Edit leverage", callback("sig", "ed", "lev", signal_id)),
+            button("Edit TP", cb("sig", "ed", "tp", signal_id)),
+            button("Edit leverage", cb("sig", "ed", "lev", signal_id)),
         ],
     ]
 
@@ -261,7 +253,11 @@ def signal_card_final_view(signal: Signal, *, orders: Iterable[OrderResult] = ()
         S.EXECUTED: f"✅ Approved{by}: executed",
         S.APPROVED: f"✅ Approved{by}: sending to the exchange…",
         S.EXECUTING: f"✅ Approved{by}: executing, the outcome is being confirmed with the exchange",
-        S.REJECTED: f"❌ Rejected{by}: {reason or 'no reason given'}",
+        S.REJECTED: (
+            f"✅ Approved{by}, then ❌ rejected: {reason or 'no reason given'}"
+            if signal.approved_at
+            else f"❌ Rejected{by}: {reason or 'no reason given'}"
+        ),
         S.FAILED: f"⚠️ Failed{by}: {reason or 'no reason given'}",
         S.EXPIRED: f"⌛ Expired at {clock(signal.expired_at or signal.confirmation_expires_at)}: not traded",
     }.get(signal.status, f"Status: {escape(signal.get_status_display())}")

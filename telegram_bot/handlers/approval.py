@@ -26,6 +26,7 @@ from telegram_bot.db import db
 logger = logging.getLogger(__name__)
 
 PENDING_EDIT = "signal_edit"
+CARDS_SHOWN = "signal_cards_shown"
 EDIT_TEXT_GROUP = 1
 EDIT_TIMEOUT_SECONDS = 120
 CARD_REFRESH_SECONDS = 5
@@ -58,14 +59,19 @@ def markup_of(view: CardView) -> InlineKeyboardMarkup | None:
     )
 
 
-async def cards_show(bot, update: approval.CardUpdate, *, also: tuple[int, int] | None = None) -> None:
+async def cards_show(
+    bot, update: approval.CardUpdate, *, also: tuple[int, int] | None = None, shown: dict | None = None
+) -> None:
     """Edit every open card of the signal (and ``also``, the (chat, message) pressed) to ``update.view``;
-    the cards shown final are closed."""
+    the cards shown final are closed. ``shown`` (card pk -> text last shown) skips cards already showing
+    the text: the refresh job sees a signal that stays executing on every run."""
     targets = list(update.targets)
     if also is not None and all((t.chat_id, t.message_id) != also for t in targets):
         targets.append(approval.CardTarget(None, *also))
     done = []
     for target in targets:
+        if shown is not None and not update.final and shown.get(target.card_pk) == update.view.text:
+            continue
         try:
             await bot.edit_message_text(
                 update.view.text,
@@ -83,6 +89,8 @@ async def cards_show(bot, update: approval.CardUpdate, *, also: tuple[int, int] 
             continue
         if target.card_pk is not None:
             done.append(target.card_pk)
+            if shown is not None:
+                shown[target.card_pk] = update.view.text
     await db(approval.signal_cards_edited)(card_pks=done, final=update.final)
 
 
@@ -119,9 +127,18 @@ async def _decide(update: Update, context: ContextTypes.DEFAULT_TYPE, service) -
     except approval.EditInvalid as error:
         await query.answer(str(error), show_alert=True)
         return
-    await query.answer(result.answer[:200], show_alert=result.alert)
+    await answer_safely(query, result.answer, alert=result.alert)
     await cards_show(context.bot, result, also=_pressed(update))
     _edit_drop(context, signal_id=signal_id)
+
+
+async def answer_safely(query, text: str, *, alert: bool) -> None:
+    """Answer a button press; after a slow exchange Telegram may call the press too old, and the card,
+    edited next, still shows the outcome."""
+    try:
+        await query.answer(text[:200], show_alert=alert)
+    except BadRequest as error:
+        logger.warning("button press not answered: %s", error)
 
 
 async def callback_view(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -147,7 +164,11 @@ async def callback_edit_start(update: Update, context: ContextTypes.DEFAULT_TYPE
         return
     query = update.callback_query
     field_code, signal_id = context.matches[0].group(1), int(context.matches[0].group(2))
-    result = await db(approval.signal_card_get)(signal_id=signal_id)
+    try:
+        result = await db(approval.signal_card_get)(signal_id=signal_id)
+    except approval.EditInvalid as error:
+        await query.answer(str(error), show_alert=True)
+        return
     if result.final or not result.view.keyboard:
         await query.answer("Already handled: it can no longer be edited.", show_alert=True)
         await cards_show(context.bot, result, also=_pressed(update))
@@ -260,5 +281,9 @@ async def job_cards_refresh(context: ContextTypes.DEFAULT_TYPE) -> None:
     except Exception:  # a database hiccup must not kill the repeating job
         logger.exception("signal cards refresh failed")
         return
+    shown = context.bot_data.setdefault(CARDS_SHOWN, {})
     for update in updates:
-        await cards_show(context.bot, update)
+        await cards_show(context.bot, update, shown=shown)
+        if update.final:
+            for target in update.targets:
+                shown.pop(target.card_pk, None)

@@ -13,9 +13,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from signals_app.models import Signal
+from signals_app.pipeline import signals_sweep
 from telegram_bot.approval import signal_card_remember, signal_card_render
 from telegram_bot.handlers import approval as approval_handlers
 from telegram_bot.handlers.approval import markup_of
@@ -126,9 +128,15 @@ def card_edited(bot, mark, message_id, *, chat_id=None) -> dict:
 
 
 def eventually(check, timeout: float = 5.0):
-    """The bot writes from its own thread after its last Telegram call: wait for it."""
+    """The bot writes from its own thread after its last Telegram call: wait for it. (SQLite's shared
+    in-memory test database answers "table is locked" while the bot's thread writes: look again.)"""
     deadline = time.monotonic() + timeout
-    while not check():
+    while True:
+        try:
+            if check():
+                return
+        except OperationalError:
+            pass
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
 
@@ -181,8 +189,7 @@ def test_approve_updates_the_card_in_every_chat_it_was_sent_to(bot, send, trader
 
     press(bot, trader, f"sig:ok:{waiting.pk}", mine)
 
-    card_edited(bot, mark, theirs, chat_id=other.telegram_id)
-    assert "Approved by @alice: executed" in card_now(bot, other, theirs)["text"]
+    assert "Approved by @alice: executed" in card_edited(bot, mark, theirs, chat_id=other.telegram_id)["text"]
     assert buttons(card_now(bot, other, theirs)) == []
 
 
@@ -205,7 +212,7 @@ def test_bingx_refusing_the_order_rejects_the_signal_and_the_card_says_why(bot, 
     answer = press(bot, trader, f"sig:ok:{waiting.pk}", message_id)
 
     assert "Insufficient margin" in answer["text"]
-    assert "Rejected by @alice" in card_edited(bot, mark, message_id)["text"]
+    assert "Approved by @alice, then ❌ rejected: " in card_edited(bot, mark, message_id)["text"]
     waiting.refresh_from_db()
     assert waiting.status == S.REJECTED
 
@@ -414,3 +421,65 @@ def test_view_sends_the_card_again_and_the_new_copy_is_the_one_kept_up_to_date(b
     eventually(lambda: SignalCard.objects.get(signal=waiting).message_id == sent["message_id"])
     assert SignalCard.objects.get(signal=waiting).state == SignalCard.State.OPEN
     assert not Order.objects.exists()
+
+
+def test_a_press_answered_too_late_still_leaves_the_card_showing_the_outcome(bot, waiting, trader):
+    message_id = card_delivered(bot, waiting, trader)
+    bot.tg.fail_next(
+        "answerCallbackQuery",
+        status=400,
+        description="Bad Request: query is too old and response timeout expired or query ID is invalid",
+    )
+    mark = bot.tg.mark()
+
+    bot.tg.press(trader.telegram_id, data=f"sig:ok:{waiting.pk}", message_id=message_id)
+
+    assert "Approved by @alice: executed" in card_edited(bot, mark, message_id)["text"]
+
+
+def test_editing_a_signal_handled_meanwhile_is_refused_and_its_card_fixed(bot, waiting, trader):
+    message_id = card_delivered(bot, waiting, trader)
+    press(bot, trader, f"sig:no:{waiting.pk}", message_id)
+    mark = bot.tg.mark()
+
+    answer = press(bot, trader, f"sig:ed:q:{waiting.pk}", message_id, check_button=False)
+
+    assert answer["text"] == "Already handled: it can no longer be edited."
+    assert "Rejected" in card_edited(bot, mark, message_id)["text"]
+
+
+def test_a_signal_that_expires_while_its_edit_is_typed_is_not_changed(bot, waiting, trader, monkeypatch):
+    monkeypatch.setattr(approval_handlers, "EDIT_TIMEOUT_SECONDS", 60)
+    message_id = card_delivered(bot, waiting, trader)
+    start_edit(bot, trader, "q", waiting, message_id)
+    Signal.objects.filter(pk=waiting.pk).update(confirmation_expires_at=timezone.now() - timedelta(seconds=1))
+
+    assert say(bot, trader, "0.02").startswith("Not changed. Expired at")
+
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.size_value) == (S.EXPIRED, Decimal("0.01"))
+
+
+def test_an_approval_whose_outcome_is_unknown_says_so_and_the_card_follows_the_signal_to_executed(
+    bot, bingx, waiting, trader, on_bingx, settings
+):
+    settings.EXCHANGE_RETRY_ATTEMPTS = 1  # the lookup after the timeout gets one try, and fails too
+    message_id = card_delivered(bot, waiting, trader)
+    bingx.fault("POST", ORDER_PATH, Fault.timeout_after_execute(hold_seconds=2))
+    bingx.fault("GET", ORDER_PATH, Fault.http_error(status=503))
+    mark = bot.tg.mark()
+
+    answer = press(bot, trader, f"sig:ok:{waiting.pk}", message_id)
+
+    assert answer["text"] == "Approved: the outcome is being confirmed with the exchange."
+    assert "executing, the outcome is being confirmed" in card_edited(bot, mark, message_id)["text"]
+    time.sleep(1.0)  # several refresh runs: an unchanged card is not edited again and again
+    edits = [c for c in bot.tg.calls("editMessageText") if c["index"] >= mark]
+    assert len(edits) <= 2
+
+    settings.SIGNAL_SWEEP_AFTER_SECONDS = 0
+    signals_sweep()
+    mark = bot.tg.mark()
+
+    assert "Approved by @alice: executed" in card_edited(bot, mark, message_id)["text"]
+    eventually(lambda: SignalCard.objects.get(signal=waiting).state == SignalCard.State.CLOSED)

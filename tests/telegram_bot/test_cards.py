@@ -5,14 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
-import pytest
-
 from signals_app.models import Signal
 from telegram_bot.cards import (
     ENTRY_RISK_CHECKS,
     EXIT_RISK_CHECKS,
     OrderResult,
-    callback,
     signal_card_final_view,
     signal_card_view,
 )
@@ -86,13 +83,6 @@ def test_the_largest_signal_id_still_fits_telegrams_64_byte_callback_limit():
     view = signal_card_view(waiting(pk=9223372036854775807))
 
     assert max(len(data.encode()) for data in buttons(view)) <= 64
-
-
-def test_callback_refuses_data_telegram_would_refuse():
-    with pytest.raises(ValueError):
-        callback("sig", "x" * 70)
-    with pytest.raises(ValueError):
-        callback("lev", "sym", "ÄBC")
 
 
 def test_a_plan_given_explicitly_wins_over_the_stored_one():
@@ -217,3 +207,11 @@ def test_a_close_signal_card_can_be_approved_or_rejected_but_has_nothing_to_edit
     plan = {"price": "65000", "checks": "passed", "close": ["long"]}
 
     assert buttons(signal_card_view(waiting(action="close_long", extras={"plan": plan}))) == ["sig:ok:12", "sig:no:12"]
+
+
+def test_a_signal_approved_then_refused_by_the_exchange_says_both():
+    signal = waiting(status=S.REJECTED, approved_at=EXPIRES, rejection_reason="BingX refused (insufficient margin)")
+
+    text = signal_card_final_view(signal, actor_label="@alice").text
+
+    assert "Approved by @alice, then ❌ rejected: BingX refused (insufficient margin)" in text

@@ -288,3 +288,18 @@ def test_only_admins_may_change_margin_and_leverage(bot, account):
     answer = bot.tg.wait_for_call("answerCallbackQuery", after=mark)["params"]
     assert answer["text"] == "Not allowed: only admins change margin and leverage."
     assert answer["show_alert"] == "true"
+
+
+def test_a_dry_run_account_saves_the_profile_without_calling_bingx(bot, admin, bingx):
+    dry = TradingAccountFactory(name="paper", mode="dry_run")
+    SymbolProfileFactory(account=dry, symbol=BTC, leverage=5, max_leverage=20, margin_mode="isolated")
+    up_to_leverage(bot, admin, margin="cross")
+    say(bot, admin, "7")
+
+    tap(bot, admin, "lev:ok")
+    done = bot.tg.wait_for_call("editMessageText", lambda c: "Saved" in c["result"]["text"], timeout=10)
+
+    assert "dry-run account: nothing sent to BingX" in done["result"]["text"]
+    profile = SymbolProfile.objects.get(account=dry, symbol=BTC)
+    assert (profile.margin_mode, profile.leverage) == ("cross", 7)
+    assert bingx.requests_for(LEVERAGE_PATH, "POST") == []
