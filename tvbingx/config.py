@@ -223,6 +223,22 @@ VARIABLES: tuple[Variable, ...] = (
         "Bot API server the bot and the notification sender talk to (self-hosted or a local fake).",
     ),
     Variable(
+        "TELEGRAM_PNL_SWING_PCT",
+        "decimal",
+        Decimal("5"),
+        "Unrealized PnL move, in % of equity, within TELEGRAM_PNL_SWING_MINUTES that is notified; 0 = off.",
+        minimum=0,
+        maximum=100,
+    ),
+    Variable(
+        "TELEGRAM_PNL_SWING_MINUTES",
+        "int",
+        15,
+        "Window of the unusual-PnL-swing warning (and at most one such warning per window).",
+        minimum=1,
+        maximum=1440,
+    ),
+    Variable(
         "FIELD_ENCRYPTION_KEYS",
         "fernet_keys",
         [],

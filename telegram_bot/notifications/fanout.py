@@ -11,6 +11,9 @@ What is told, from which audit action:
 - ``tradingaccount.exchange_health``: the circuit breaker opened or closed.
 - ``alert.<topic>`` (``signals_app.events.alert_record``): stream down/back, clock skew, risk limit hit
   (daily loss, drawdown), protection not placed, flatten failed, fill follow-up failed.
+
+And one warning not tied to a single change, from the balance snapshots every balance update writes
+(``pnl_swings_notify``): an unusual PnL swing.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from signals_app.models import Signal
@@ -28,7 +32,7 @@ from telegram_bot.cards import signal_card_view
 from telegram_bot.models import Notification, NotificationCursor, TelegramUser
 from telegram_bot.notifications import texts
 from telegram_bot.notifications.outbox import APPROVER_ROLES, notification_recipients
-from trading.models import AuditEvent, Order, Position, TradingAccount
+from trading.models import AuditEvent, BalanceSnapshot, Order, Position, TradingAccount
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,9 @@ class _Queue:
 def notifications_fanout(*, batch: int = BATCH) -> int:
     """Queue the notifications of audit rows committed since the last run; returns how many rows were read."""
     now = timezone.now()
+    idle = NotificationCursor.objects.filter(name=CURSOR_NAME, pending_gaps={}).values_list("last_audit_id").first()
+    if idle is not None and not AuditEvent.objects.filter(pk__gt=idle[0]).exists():
+        return 0  # nothing new and nothing to look for again: no transaction, no lock
     with transaction.atomic():
         cursor = _cursor_locked(now)
         gaps: dict[int, str] = {int(pk): seen for pk, seen in (cursor.pending_gaps or {}).items()}
@@ -213,3 +220,41 @@ def _alert(event: AuditEvent, queue: _Queue) -> None:
     account_id = details.get("account_id")
     account = TradingAccount.objects.filter(pk=account_id).first() if account_id else None
     queue.add(kind=K.ALERT, key=f"audit:{event.pk}", text=texts.alert_text(topic, details, account))
+
+
+def pnl_swings_notify(*, now: datetime | None = None) -> int:
+    """Warn (notify_risk) when an account's unrealized PnL moved by TELEGRAM_PNL_SWING_PCT % of its equity or
+    more within the last TELEGRAM_PNL_SWING_MINUTES: the newest balance snapshot against the highest and the
+    lowest unrealized PnL of the window. At most one warning per account per window (its dedupe key names
+    the window), so a swing that lasts is told once. Returns how many accounts swung.
+
+    Derived from BalanceSnapshot rows (committed with each balance update), so a crash loses nothing that
+    is still in the window; a swing that happened entirely while the bot was down longer is not told.
+    """
+    percent = settings.TELEGRAM_PNL_SWING_PCT
+    if not percent:
+        return 0
+    now = now or timezone.now()
+    window = timedelta(minutes=settings.TELEGRAM_PNL_SWING_MINUTES)
+    recent = BalanceSnapshot.objects.filter(taken_at__gte=now - window, taken_at__lte=now)
+    extremes = recent.order_by().values("account_id").annotate(high=Max("unrealized_pnl"), low=Min("unrealized_pnl"))
+    swung = 0
+    queue = _Queue()
+    for row in extremes:
+        latest = recent.filter(account_id=row["account_id"]).select_related("account").order_by("-taken_at").first()
+        if latest is None or latest.equity <= 0:
+            continue
+        start = (
+            row["high"]
+            if abs(latest.unrealized_pnl - row["high"]) >= abs(latest.unrealized_pnl - row["low"])
+            else row["low"]
+        )
+        move = latest.unrealized_pnl - start
+        if abs(move) * 100 < percent * latest.equity:
+            continue
+        bucket = int(latest.taken_at.timestamp() // window.total_seconds())
+        text = texts.pnl_swing_text(latest, start=start, move=move, minutes=settings.TELEGRAM_PNL_SWING_MINUTES)
+        with transaction.atomic():
+            queue.add(kind=K.ALERT, key=f"pnl_swing:{latest.account_id}:{bucket}", text=text)
+        swung += 1
+    return swung

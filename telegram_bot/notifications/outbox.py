@@ -189,7 +189,12 @@ def notification_mark_sent(*, delivery: Delivery, message_id: int) -> None:
 
 
 def signal_card_record(*, signal_id: int, telegram_user_id: int, chat_id: int, message_id: int) -> SignalCard:
-    """Where the card of ``signal_id`` now is in ``chat_id``: the newest copy is the one edited later."""
+    """Where the card of ``signal_id`` now is in ``chat_id``: the newest copy is the one edited later.
+
+    Always recorded open, even if the signal was decided while the card was on its way: the message does
+    show the buttons, and B's refresh job (``approval.signal_cards_refresh_due``) turns an open card of a
+    decided signal into its final text within seconds. (``approval.signal_card_remember`` would record it
+    closed and leave the buttons up.)"""
     card, _ = SignalCard.objects.update_or_create(
         signal_id=signal_id,
         chat_id=chat_id,

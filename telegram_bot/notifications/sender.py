@@ -27,7 +27,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, Re
 from telegram.ext import Application, ContextTypes
 
 from telegram_bot.db import db
-from telegram_bot.notifications.fanout import notifications_fanout
+from telegram_bot.notifications.fanout import notifications_fanout, pnl_swings_notify
 from telegram_bot.notifications.outbox import (
     Delivery,
     notification_mark_failed,
@@ -152,6 +152,7 @@ class NotificationSender:
         async with self._busy:
             try:
                 await db(notifications_fanout)()
+                await db(pnl_swings_notify)()
             except Exception:  # the database is down, say: the audit rows wait, the next tick tries again
                 logger.exception("notification fan-out failed")
             try:

@@ -6,6 +6,7 @@ Each line keeps its tags balanced, so a text can be cut between lines (``text_sp
 from __future__ import annotations
 
 import html
+from decimal import Decimal
 
 from signals_app.models import Signal
 from telegram_bot.cards import number, plan_lines, risk_lines
@@ -176,3 +177,15 @@ def text_split(text: str, limit: int = TEXT_LIMIT) -> list[str]:
     if current.strip():
         parts.append(current)
     return parts
+
+
+def pnl_swing_text(snapshot, *, start, move, minutes: int) -> str:
+    share = (abs(move) * 100 / snapshot.equity).quantize(Decimal("0.1"))
+    sign = "+" if move > 0 else ""
+    return "\n".join(
+        [
+            f"<b>{'📈' if move > 0 else '📉'} Unusual PnL swing</b> · {_account(snapshot.account)}",
+            f"Unrealized PnL {number(start)} → {number(snapshot.unrealized_pnl)} USDT "
+            f"({sign}{number(move)}, {share}% of equity {number(snapshot.equity)}) within {minutes} min",
+        ]
+    )

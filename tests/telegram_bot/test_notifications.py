@@ -3,18 +3,21 @@ queued for a change that rolled back, nothing queued twice, and no audit row ski
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from signals_app.events import publish
 from signals_app.models import Signal
 from signals_app.services import signal_transition
 from telegram_bot.models import Notification, NotificationCursor
-from telegram_bot.notifications.fanout import notifications_fanout
+from telegram_bot.notifications.fanout import notifications_fanout, pnl_swings_notify
 from telegram_bot.notifications.outbox import notification_enqueue
 from tests.factories import (
+    BalanceSnapshotFactory,
     OrderFactory,
     PositionFactory,
     SignalFactory,
@@ -233,3 +236,41 @@ def test_a_service_can_queue_a_notification_in_its_own_transaction(team):
         [team["admin"].telegram_id, team["trader"].telegram_id, team["viewer"].telegram_id]
     )
     assert Notification.objects.count() == 3
+
+
+def snapshots(account, *unrealized: str, equity: str = "1000", minutes_apart: int = 2) -> None:
+    """Balance snapshots of ``account``, the last one now, each ``minutes_apart`` after the previous."""
+    now = timezone.now()
+    for index, pnl in enumerate(unrealized):
+        taken_at = now - timedelta(minutes=minutes_apart * (len(unrealized) - 1 - index))
+        BalanceSnapshotFactory(account=account, equity=Decimal(equity), unrealized_pnl=Decimal(pnl), taken_at=taken_at)
+
+
+def test_an_unusual_pnl_swing_within_the_window_is_told_once(team, settings):
+    settings.TELEGRAM_PNL_SWING_PCT, settings.TELEGRAM_PNL_SWING_MINUTES = Decimal("5"), 15
+    account = TradingAccountFactory(name="main")
+    snapshots(account, "10", "-5", "-45")  # 55 USDT down within 4 minutes: 5.5 % of 1000
+
+    assert pnl_swings_notify() == 1
+    pnl_swings_notify()
+
+    [row] = queued(K.ALERT)[team["viewer"].telegram_id]
+    assert "Unusual PnL swing" in row.text
+    assert "10 → -45 USDT (-55, 5.5% of equity 1000) within 15 min" in row.text
+
+
+def test_a_pnl_move_below_the_threshold_or_outside_the_window_is_not_told(team, settings):
+    settings.TELEGRAM_PNL_SWING_PCT, settings.TELEGRAM_PNL_SWING_MINUTES = Decimal("5"), 15
+    snapshots(TradingAccountFactory(), "10", "-30")  # 4 % of equity
+    snapshots(TradingAccountFactory(), "100", "0", minutes_apart=20)  # 10 %, but over 20 minutes
+
+    assert pnl_swings_notify() == 0
+    assert Notification.objects.count() == 0
+
+
+def test_an_idle_fanout_writes_nothing(team):
+    notifications_fanout()
+    cursor = NotificationCursor.objects.get()
+
+    assert notifications_fanout() == 0
+    assert NotificationCursor.objects.get().updated_at == cursor.updated_at
