@@ -8,6 +8,7 @@ import logging
 from django.conf import settings
 from telegram import BotCommand, Update
 from telegram.constants import ParseMode
+from telegram.error import NetworkError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults
 
 from telegram_bot import guard
@@ -43,6 +44,9 @@ async def commands_publish(application: Application) -> None:
 
 async def error_report(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log every handler error; tell a whitelisted caller it failed (never a stranger: the guard may have failed)."""
+    if update is None and isinstance(context.error, NetworkError):  # polling failed; PTB retries on its own
+        logger.warning("Telegram Bot API unreachable, retrying: %s", context.error)
+        return
     logger.error("telegram handler failed", exc_info=context.error)
     if not isinstance(update, Update) or update.effective_chat is None:
         return

@@ -336,3 +336,8 @@ def test_a_failing_screen_tells_the_user_instead_of_going_silent(bot, viewer, ac
     apology = bot.tg.wait_for_call("sendMessage", after=mark)
     assert apology["params"]["text"] == "Something went wrong; it is logged. Please try again."
     assert bot.tg.calls("answerCallbackQuery")[-1]["status"] == 200
+
+
+@pytest.mark.parametrize("text", ["/report month", "/report day week"])
+def test_report_command_explains_its_usage(bot, viewer, text):
+    assert bot.command(viewer.telegram_id, text)["text"] == "Usage: /report [day|week]"

@@ -48,12 +48,33 @@ def test_it_refuses_to_start_without_a_token(tmp_path):
     assert "TELEGRAM_BOT_TOKEN is empty" in stderr
 
 
-@pytest.fixture
-def migrated_env(tmp_path):
-    env = bot_env(tmp_path)
+@pytest.fixture(scope="module")
+def migrated_env(tmp_path_factory):
+    env = bot_env(tmp_path_factory.mktemp("runbot"))
     migrate = manage("migrate", "-v0", env=env, stderr=subprocess.PIPE)
     assert migrate.wait(120) == 0, migrate.stderr.read()
     return env
+
+
+def test_it_says_when_telegram_refuses_the_token(migrated_env):
+    with fake_telegram(token="999:OTHER") as tg:
+        env = {**migrated_env, "TELEGRAM_API_BASE_URL": tg.base_url, "TELEGRAM_ADMIN_IDS": ""}
+        bot = manage("runbot", env=env, stderr=subprocess.PIPE)
+        _, stderr = bot.communicate(timeout=60)
+
+    assert bot.returncode == 1
+    assert "Telegram refused TELEGRAM_BOT_TOKEN" in stderr
+    assert TOKEN not in stderr
+
+
+def test_it_says_when_the_bot_api_cannot_be_reached(migrated_env):
+    # The discard port: connection refused.
+    env = {**migrated_env, "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9", "TELEGRAM_ADMIN_IDS": ""}
+    bot = manage("runbot", env=env, stderr=subprocess.PIPE)
+    _, stderr = bot.communicate(timeout=60)
+
+    assert bot.returncode == 1
+    assert "Cannot reach the Bot API at http://127.0.0.1:9" in stderr
 
 
 def test_it_polls_answers_a_bootstrapped_admin_and_exits_0_on_sigterm(migrated_env):
