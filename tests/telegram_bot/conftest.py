@@ -6,7 +6,7 @@ made (``bot.tg.wait_for_call``, ``bot.tg.calls``). Tests that use ``bot`` and th
 
 On SQLite (shared-cache in-memory test database) a table being written by one thread is locked for the other
 ("database table is locked", no waiting): create what a test needs before the bot starts (list the data
-fixtures before ``bot``) rather than writing heavily, e.g. through the webhook, while its periodic jobs run.
+fixtures before ``bot``), and once it runs write through ``bot.orm(...)``, not from the test's thread.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from telegram.ext import Application
 
 from telegram_bot.app import build_application
+from telegram_bot.db import db
 from tests.conftest_bingx import bingx, on_bingx  # noqa: F401 - fixtures
 from tests.fakes.telegram import FakeTelegram, fake_telegram
 from tests.fakes.telegram.ptb import RunningApplication, ptb_builder, running_application
@@ -29,6 +30,11 @@ class BotUnderTest:
     tg: FakeTelegram
     app: Application
     running: RunningApplication
+
+    def orm(self, fn, /, *args, **kwargs):
+        """Run sync ORM code on the bot's database thread, serialized with its handlers and periodic jobs (on
+        SQLite a write from the test's thread while a job reads that table fails: "database table is locked")."""
+        return self.running.run(db(fn)(*args, **kwargs))
 
     def command(self, user_id: int, text: str, *, chat_id: int | None = None) -> dict:
         """Send ``text`` as ``user_id`` and return the message the bot answered with (sendMessage's result)."""

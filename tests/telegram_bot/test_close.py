@@ -35,7 +35,7 @@ def close_orders() -> list[Order]:
     return list(Order.objects.filter(purpose=Order.Purpose.CLOSE))
 
 
-def test_close_asks_for_confirmation_before_closing(bot, trader, position):
+def test_close_asks_for_confirmation_before_closing(trader, position, bot):
     confirm = bot.command(trader.telegram_id, "/close btcusdt")
 
     assert confirm["text"].startswith("Close BTC/USDT:USDT LONG 0.01 on main (dry run)")
@@ -44,7 +44,7 @@ def test_close_asks_for_confirmation_before_closing(bot, trader, position):
     assert close_orders() == []
 
 
-def test_confirming_closes_the_position_with_a_reduce_only_market_order(bot, trader, position):
+def test_confirming_closes_the_position_with_a_reduce_only_market_order(trader, position, bot):
     bot.command(trader.telegram_id, "/close BTC-USDT")
 
     done = bot.press(trader.telegram_id, f"cl:ok:{position.pk}")
@@ -62,7 +62,7 @@ def test_confirming_closes_the_position_with_a_reduce_only_market_order(bot, tra
     assert AuditEvent.objects.filter(actor_type="telegram", object_type__icontains="order").exists()
 
 
-def test_a_second_confirmation_closes_nothing_more(bot, trader, position):
+def test_a_second_confirmation_closes_nothing_more(trader, position, bot):
     confirm = bot.command(trader.telegram_id, "/close BTC")
     bot.press(trader.telegram_id, f"cl:ok:{position.pk}", message=confirm)
     mark = bot.tg.mark()
@@ -73,7 +73,7 @@ def test_a_second_confirmation_closes_nothing_more(bot, trader, position):
     assert len(close_orders()) == 1
 
 
-def test_cancel_closes_nothing(bot, trader, position):
+def test_cancel_closes_nothing(trader, position, bot):
     bot.command(trader.telegram_id, "/close BTCUSDT")
 
     cancelled = bot.press(trader.telegram_id, "cl:x")
@@ -82,7 +82,7 @@ def test_cancel_closes_nothing(bot, trader, position):
     assert Position.objects.get(pk=position.pk).status == Position.Status.OPEN
 
 
-def test_close_from_the_positions_list(bot, trader, position):
+def test_close_from_the_positions_list(trader, position, bot):
     bot.command(trader.telegram_id, "/positions")
     confirm = bot.press(trader.telegram_id, f"cl:{position.pk}")
     assert buttons(confirm) == [f"cl:ok:{position.pk}", "cl:x"]
@@ -92,7 +92,7 @@ def test_close_from_the_positions_list(bot, trader, position):
     assert Position.objects.get(pk=position.pk).status == Position.Status.CLOSED
 
 
-def test_close_offers_a_choice_when_the_symbol_is_open_on_several_accounts(bot, trader, position):
+def test_close_offers_a_choice_when_the_symbol_is_open_on_several_accounts(trader, position, bot):
     other = PositionFactory(account=TradingAccountFactory(name="second"), side="short")
 
     choice = bot.command(trader.telegram_id, "/close BTCUSDT")
@@ -109,12 +109,12 @@ def test_close_offers_a_choice_when_the_symbol_is_open_on_several_accounts(bot, 
         ("/close <b>", "No open position on <b>."),
     ],
 )
-def test_close_explains_what_it_cannot_do(bot, trader, position, text, reply):
+def test_close_explains_what_it_cannot_do(trader, position, text, reply, bot):
     assert bot.command(trader.telegram_id, text)["text"] == reply
     assert Position.objects.get(pk=position.pk).status == Position.Status.OPEN
 
 
-def test_positions_says_when_nothing_is_open(bot, trader):
+def test_positions_says_when_nothing_is_open(trader, bot):
     assert bot.command(trader.telegram_id, "/positions")["text"] == "Positions\nNo open position."
 
 

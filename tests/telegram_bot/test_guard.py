@@ -41,7 +41,7 @@ def calls_since(bot, mark: int) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("chat_id", [None, GROUP], ids=["private", "group"])
-def test_a_strangers_message_gets_no_call_at_all(bot, chat_id):
+def test_a_strangers_message_gets_no_call_at_all(chat_id, bot):
     member = TelegramViewerFactory()
     mark = bot.tg.mark()
 
@@ -53,7 +53,7 @@ def test_a_strangers_message_gets_no_call_at_all(bot, chat_id):
     assert calls_since(bot, mark) == [("sendMessage", str(member.telegram_id))]
 
 
-def test_a_strangers_button_press_in_a_group_is_only_answered_not_authorized(bot, account):
+def test_a_strangers_button_press_in_a_group_is_only_answered_not_authorized(account, bot):
     member = TelegramAdminFactory()
     bot.command(member.telegram_id, "/start", chat_id=GROUP)
     screen = bot.press(member.telegram_id, "m:auto", chat_id=GROUP)
@@ -69,12 +69,12 @@ def test_a_strangers_button_press_in_a_group_is_only_answered_not_authorized(bot
     assert not AuditEvent.objects.filter(action="tradingaccount.auto_trade").exists()
 
 
-def test_a_removed_users_press_on_an_old_private_menu_is_only_answered_not_authorized(bot, account):
+def test_a_removed_users_press_on_an_old_private_menu_is_only_answered_not_authorized(account, bot):
     former = TelegramAdminFactory()
     member = TelegramViewerFactory()
     bot.command(former.telegram_id, "/start")
     bot.press(former.telegram_id, "m:auto")
-    TelegramUser.objects.filter(pk=former.pk).update(is_active=False)
+    bot.orm(TelegramUser.objects.filter(pk=former.pk).update, is_active=False)
     mark = bot.tg.mark()
 
     answer = bot.press_answer(former.telegram_id, f"at:{account.pk}:1")
@@ -109,7 +109,7 @@ def test_a_member_is_recognised_by_telegram_id_and_last_seen_is_recorded(bot):
 # --- stale commands -----------------------------------------------------------------------------------
 
 
-def test_a_command_older_than_60_seconds_is_ignored(bot, account):
+def test_a_command_older_than_60_seconds_is_ignored(account, bot):
     admin = TelegramAdminFactory()
     mark = bot.tg.mark()
     with bot.tg.state.lock:  # age it before the bot's long poll can fetch it
@@ -122,7 +122,7 @@ def test_a_command_older_than_60_seconds_is_ignored(bot, account):
     assert TradingAccount.objects.get(pk=account.pk).trading_enabled is True
 
 
-def test_a_command_younger_than_60_seconds_is_answered(bot, account):
+def test_a_command_younger_than_60_seconds_is_answered(account, bot):
     admin = TelegramAdminFactory()
     with bot.tg.state.lock:
         bot.tg.send_text(admin.telegram_id, "/botstop")
@@ -138,7 +138,7 @@ def test_a_command_younger_than_60_seconds_is_answered(bot, account):
 
 
 @pytest.mark.parametrize("factory", [TelegramViewerFactory, TelegramTraderFactory], ids=["viewer", "trader"])
-def test_only_an_admin_switches_auto_trade(bot, account, factory):
+def test_only_an_admin_switches_auto_trade(account, factory, bot):
     user = factory()
     bot.command(user.telegram_id, "/start")
     bot.press(user.telegram_id, "m:auto")
@@ -151,7 +151,7 @@ def test_only_an_admin_switches_auto_trade(bot, account, factory):
 
 @pytest.mark.parametrize("factory", [TelegramViewerFactory, TelegramTraderFactory], ids=["viewer", "trader"])
 @pytest.mark.parametrize("command", ["/botstop", "/auto on"])
-def test_only_an_admin_uses_the_kill_switch_and_auto_commands(bot, account, factory, command):
+def test_only_an_admin_uses_the_kill_switch_and_auto_commands(account, factory, command, bot):
     user = factory()
 
     reply = bot.command(user.telegram_id, command)
@@ -161,7 +161,7 @@ def test_only_an_admin_uses_the_kill_switch_and_auto_commands(bot, account, fact
     assert (account.trading_enabled, account.auto_trade) == (True, False)
 
 
-def test_a_viewer_cannot_press_the_kill_switch_button(bot, account):
+def test_a_viewer_cannot_press_the_kill_switch_button(account, bot):
     viewer = TelegramViewerFactory()
     bot.command(viewer.telegram_id, "/start")
 
@@ -171,7 +171,7 @@ def test_a_viewer_cannot_press_the_kill_switch_button(bot, account):
     assert TradingAccount.objects.get(pk=account.pk).trading_enabled is True
 
 
-def test_a_viewer_sees_positions_without_close_buttons_and_cannot_close(bot, account):
+def test_a_viewer_sees_positions_without_close_buttons_and_cannot_close(account, bot):
     viewer = TelegramViewerFactory()
     position = PositionFactory(account=account)
 
@@ -186,7 +186,7 @@ def test_a_viewer_sees_positions_without_close_buttons_and_cannot_close(bot, acc
     assert Position.objects.get(pk=position.pk).status == Position.Status.OPEN
 
 
-def test_a_trader_sees_close_buttons(bot, account):
+def test_a_trader_sees_close_buttons(account, bot):
     trader = TelegramTraderFactory()
     position = PositionFactory(account=account)
 

@@ -89,7 +89,7 @@ def test_botstart_allows_entries_again(telegram, account, send):
     assert AuditEvent.objects.filter(action="tradingaccount.trading_enabled", actor_type="telegram").count() == 1
 
 
-def test_a_second_botstop_says_it_was_already_on(bot, account):
+def test_a_second_botstop_says_it_was_already_on(account, bot):
     admin = TelegramAdminFactory()
     bot.command(admin.telegram_id, "/botstop")
 
@@ -99,7 +99,7 @@ def test_a_second_botstop_says_it_was_already_on(bot, account):
     assert AuditEvent.objects.filter(action="tradingaccount.kill_switch").count() == 1
 
 
-def test_the_kill_switch_buttons_on_the_auto_trade_screen(bot, account):
+def test_the_kill_switch_buttons_on_the_auto_trade_screen(account, bot):
     admin = TelegramAdminFactory()
     bot.command(admin.telegram_id, "/start")
     bot.press(admin.telegram_id, "m:auto")

@@ -46,7 +46,7 @@ def account():
 # --- main menu ----------------------------------------------------------------------------------------
 
 
-def test_start_shows_the_main_menu_with_each_accounts_state(bot, viewer, account):
+def test_start_shows_the_main_menu_with_each_accounts_state(viewer, account, bot):
     menu = bot.command(viewer.telegram_id, "/start")
 
     assert buttons(menu) == MAIN_MENU
@@ -54,7 +54,7 @@ def test_start_shows_the_main_menu_with_each_accounts_state(bot, viewer, account
     assert "main: dry run · manual · trading" in menu["text"]
 
 
-def test_the_menu_button_comes_back_to_the_main_menu(bot, viewer, account):
+def test_the_menu_button_comes_back_to_the_main_menu(viewer, account, bot):
     bot.command(viewer.telegram_id, "/help")
 
     menu = bot.press(viewer.telegram_id, "m:home")
@@ -62,7 +62,7 @@ def test_the_menu_button_comes_back_to_the_main_menu(bot, viewer, account):
     assert buttons(menu) == MAIN_MENU
 
 
-def test_the_main_menu_works_in_a_group_chat(bot, viewer, account):
+def test_the_main_menu_works_in_a_group_chat(viewer, account, bot):
     menu = bot.command(viewer.telegram_id, "/start@tvbingx_bot", chat_id=-100123)
 
     assert menu["chat"]["id"] == -100123
@@ -80,7 +80,7 @@ def test_callback_data_longer_than_64_bytes_is_refused_in_our_code():
 # --- Auto-Trade ---------------------------------------------------------------------------------------
 
 
-def test_an_admin_switches_auto_trade_on_and_off_from_the_auto_trade_screen(bot, admin, account):
+def test_an_admin_switches_auto_trade_on_and_off_from_the_auto_trade_screen(admin, account, bot):
     bot.command(admin.telegram_id, "/start")
     screen = bot.press(admin.telegram_id, "m:auto")
     assert f"at:{account.pk}:1" in buttons(screen)
@@ -100,7 +100,7 @@ def test_an_admin_switches_auto_trade_on_and_off_from_the_auto_trade_screen(bot,
     assert account.auto_trade is False
 
 
-def test_a_repeated_auto_trade_tap_changes_nothing_more(bot, admin, account):
+def test_a_repeated_auto_trade_tap_changes_nothing_more(admin, account, bot):
     bot.command(admin.telegram_id, "/start")
     first = bot.press(admin.telegram_id, "m:auto")
     bot.press(admin.telegram_id, f"at:{account.pk}:1", message=first)
@@ -114,7 +114,7 @@ def test_a_repeated_auto_trade_tap_changes_nothing_more(bot, admin, account):
     assert AuditEvent.objects.filter(action="tradingaccount.auto_trade").count() == 1
 
 
-def test_a_viewer_sees_the_auto_trade_screen_without_switches(bot, viewer, account):
+def test_a_viewer_sees_the_auto_trade_screen_without_switches(viewer, account, bot):
     bot.command(viewer.telegram_id, "/start")
 
     screen = bot.press(viewer.telegram_id, "m:auto")
@@ -123,7 +123,7 @@ def test_a_viewer_sees_the_auto_trade_screen_without_switches(bot, viewer, accou
     assert "Only admins can change these." in screen["text"]
 
 
-def test_auto_command_switches_every_active_account(bot, admin, account):
+def test_auto_command_switches_every_active_account(admin, account, bot):
     other = TradingAccountFactory(name="second", auto_trade=False)
     TradingAccountFactory(name="retired", auto_trade=False, is_active=False)
 
@@ -135,7 +135,7 @@ def test_auto_command_switches_every_active_account(bot, admin, account):
     assert other.auto_trade is True
 
 
-def test_auto_command_switches_one_named_account(bot, admin, account):
+def test_auto_command_switches_one_named_account(admin, account, bot):
     TradingAccountFactory(name="second", auto_trade=True)
 
     reply = bot.command(admin.telegram_id, "/auto off second")
@@ -145,14 +145,14 @@ def test_auto_command_switches_one_named_account(bot, admin, account):
 
 
 @pytest.mark.parametrize("text", ["/auto", "/auto maybe", "/auto on main extra"])
-def test_auto_command_explains_its_usage(bot, admin, account, text):
+def test_auto_command_explains_its_usage(admin, account, text, bot):
     reply = bot.command(admin.telegram_id, text)
 
     assert reply["text"].startswith("Usage: /auto on|off [ACCOUNT]")
     assert TradingAccount.objects.get(pk=account.pk).auto_trade is False
 
 
-def test_auto_command_names_an_unknown_account(bot, admin, account):
+def test_auto_command_names_an_unknown_account(admin, account, bot):
     reply = bot.command(admin.telegram_id, "/auto on nosuch")
 
     assert "No active account named nosuch." in reply["text"]
@@ -161,7 +161,7 @@ def test_auto_command_names_an_unknown_account(bot, admin, account):
 # --- Manual -------------------------------------------------------------------------------------------
 
 
-def test_manual_lists_the_signals_awaiting_confirmation_with_a_button_each(bot, viewer, account):
+def test_manual_lists_the_signals_awaiting_confirmation_with_a_button_each(viewer, account, bot):
     expires = timezone.now() + timedelta(minutes=5)
     waiting = SignalFactory(
         account=account, status=Signal.Status.AWAITING_CONFIRMATION, confirmation_expires_at=expires
@@ -176,7 +176,7 @@ def test_manual_lists_the_signals_awaiting_confirmation_with_a_button_each(bot, 
     assert f"expires {expires:%H:%M:%S} UTC" in screen["text"]
 
 
-def test_manual_says_when_nothing_is_waiting(bot, viewer, account):
+def test_manual_says_when_nothing_is_waiting(viewer, account, bot):
     bot.command(viewer.telegram_id, "/start")
 
     screen = bot.press(viewer.telegram_id, "m:man")
@@ -207,7 +207,7 @@ def trading_day(account):
     return account
 
 
-def test_status_shows_mode_balance_positions_orders_pnl_and_health(bot, viewer, trading_day):
+def test_status_shows_mode_balance_positions_orders_pnl_and_health(viewer, trading_day, bot):
     screen = bot.command(viewer.telegram_id, "/status")
 
     text = screen["text"]
@@ -224,9 +224,9 @@ def test_status_shows_mode_balance_positions_orders_pnl_and_health(bot, viewer, 
     assert buttons(screen) == ["st:r", "m:home"]
 
 
-def test_status_refresh_edits_the_message_and_shows_the_kill_switch(bot, viewer, account):
+def test_status_refresh_edits_the_message_and_shows_the_kill_switch(viewer, account, bot):
     screen = bot.command(viewer.telegram_id, "/status")
-    TradingAccount.objects.filter(pk=account.pk).update(trading_enabled=False)
+    bot.orm(TradingAccount.objects.filter(pk=account.pk).update, trading_enabled=False)
 
     refreshed = bot.press(viewer.telegram_id, "st:r", message=screen)
 
@@ -234,7 +234,7 @@ def test_status_refresh_edits_the_message_and_shows_the_kill_switch(bot, viewer,
     assert "STOPPED (kill switch)" in refreshed["text"]
 
 
-def test_status_from_the_menu(bot, viewer, account):
+def test_status_from_the_menu(viewer, account, bot):
     bot.command(viewer.telegram_id, "/start")
 
     screen = bot.press(viewer.telegram_id, "m:st")
@@ -242,7 +242,7 @@ def test_status_from_the_menu(bot, viewer, account):
     assert "<b>" not in screen["text"] and "main — dry run" in screen["text"]
 
 
-def test_a_refresh_that_changes_nothing_is_still_answered(bot, viewer, account):
+def test_a_refresh_that_changes_nothing_is_still_answered(viewer, account, bot):
     bot.command(viewer.telegram_id, "/start")
     screen = bot.press(viewer.telegram_id, "m:help")
     mark = bot.tg.mark()
@@ -259,7 +259,7 @@ def test_a_refresh_that_changes_nothing_is_still_answered(bot, viewer, account):
 # --- Reports ------------------------------------------------------------------------------------------
 
 
-def test_reports_show_todays_pnl_volume_and_hit_rate_and_say_files_come_later(bot, viewer, trading_day):
+def test_reports_show_todays_pnl_volume_and_hit_rate_and_say_files_come_later(viewer, trading_day, bot):
     bot.command(viewer.telegram_id, "/start")
 
     screen = bot.press(viewer.telegram_id, "m:rep")
@@ -273,7 +273,7 @@ def test_reports_show_todays_pnl_volume_and_hit_rate_and_say_files_come_later(bo
     assert buttons(screen) == ["rep:w", "rep:d", "m:home"]
 
 
-def test_the_weekly_report_counts_the_last_seven_days(bot, viewer, trading_day):
+def test_the_weekly_report_counts_the_last_seven_days(viewer, trading_day, bot):
     eight_days_ago = timezone.now() - timedelta(days=8)
     FillFactory(order=OrderFactory(account=trading_day, status="filled"), executed_at=eight_days_ago)
     three_days_ago = timezone.now() - timedelta(days=3)
@@ -289,14 +289,14 @@ def test_the_weekly_report_counts_the_last_seven_days(bot, viewer, trading_day):
 
 
 @pytest.mark.parametrize(("text", "title"), [("/report", "Today"), ("/report week", "Last 7 days")])
-def test_report_command(bot, viewer, account, text, title):
+def test_report_command(viewer, account, text, title, bot):
     assert bot.command(viewer.telegram_id, text)["text"].startswith(f"Report: {title}")
 
 
 # --- Help ---------------------------------------------------------------------------------------------
 
 
-def test_help_lists_every_command_and_the_faq(bot, viewer):
+def test_help_lists_every_command_and_the_faq(viewer, bot):
     screen = bot.command(viewer.telegram_id, "/help")
 
     for command in ("start", "status", "positions", "close", "report", "auto", "botstop", "botstart", "help"):
@@ -308,7 +308,7 @@ def test_help_lists_every_command_and_the_faq(bot, viewer):
 # --- long texts and failures --------------------------------------------------------------------------
 
 
-def test_a_status_too_long_for_one_message_is_split_and_a_refresh_is_cut(bot, viewer, account):
+def test_a_status_too_long_for_one_message_is_split_and_a_refresh_is_cut(viewer, account, bot):
     for number in range(60):
         PositionFactory(account=account, symbol=f"COIN{number}/USDT:USDT", mark_price=Decimal("1"))
     mark = bot.tg.mark()
@@ -326,7 +326,7 @@ def test_a_status_too_long_for_one_message_is_split_and_a_refresh_is_cut(bot, vi
     assert refreshed["text"].endswith("(cut: too long for one message)")
 
 
-def test_a_failing_screen_tells_the_user_instead_of_going_silent(bot, viewer, account):
+def test_a_failing_screen_tells_the_user_instead_of_going_silent(viewer, account, bot):
     bot.command(viewer.telegram_id, "/start")
     bot.tg.fail_next("editMessageText", status=400, description="Bad Request: something unexpected")
     mark = bot.tg.mark()
@@ -339,5 +339,5 @@ def test_a_failing_screen_tells_the_user_instead_of_going_silent(bot, viewer, ac
 
 
 @pytest.mark.parametrize("text", ["/report month", "/report day week"])
-def test_report_command_explains_its_usage(bot, viewer, text):
+def test_report_command_explains_its_usage(viewer, text, bot):
     assert bot.command(viewer.telegram_id, text)["text"] == "Usage: /report [day|week]"
