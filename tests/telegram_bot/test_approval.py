@@ -22,10 +22,10 @@ from telegram_bot.approval import signal_card_remember, signal_card_render
 from telegram_bot.handlers import approval as approval_handlers
 from telegram_bot.handlers.approval import markup_of
 from telegram_bot.models import SignalCard
-from tests.conftest_bingx import bingx, live_account_on_bingx, on_bingx, webhook_sender  # noqa: F401 - fixtures
-from tests.factories import TelegramTraderFactory, TelegramViewerFactory
+from tests.conftest_bingx import BTC, bingx, live_account_on_bingx, on_bingx, webhook_sender  # noqa: F401 - fixtures
+from tests.factories import TelegramAdminFactory, TelegramTraderFactory, TelegramViewerFactory
 from tests.fakes.bingx import Fault
-from trading.models import AuditEvent, Order
+from trading.models import AuditEvent, Order, SymbolProfile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -307,18 +307,22 @@ def test_a_qty_over_the_per_trade_limit_is_refused_by_the_risk_engine_and_nothin
     assert "Qty: 0.01" in card_now(bot, trader, message_id)["text"]
 
 
-def test_leverage_above_the_symbols_maximum_is_refused_and_a_valid_one_is_stored(bot, waiting, trader):
+def test_leverage_above_the_symbols_maximum_is_refused_and_a_valid_one_is_traded_with(bot, waiting, trader, on_bingx):
     message_id = card_delivered(bot, waiting, trader)
     start_edit(bot, trader, "lev", waiting, message_id)
 
     assert "leverage 30x is above BTC/USDT:USDT's maximum 20x" in say(bot, trader, "30")
     assert "not a whole number" in say(bot, trader, "ten")
     mark = bot.tg.mark()
-    assert say(bot, trader, "10") == "Changed. leverage changed by @alice: 5x → 10x"
+    assert say(bot, trader, "12") == "Changed. leverage changed by @alice: 5x → 12x"
 
-    assert "Leverage: 10x isolated" in card_edited(bot, mark, message_id)["text"]
+    assert "Leverage: 12x isolated" in card_edited(bot, mark, message_id)["text"]
     waiting.refresh_from_db()
-    assert waiting.leverage == 10
+    assert waiting.leverage == 12
+
+    press(bot, trader, f"sig:ok:{waiting.pk}", message_id)
+
+    assert (on_bingx.margin_mode("BTC-USDT"), on_bingx.leverage("BTC-USDT", "LONG")) == ("isolated", 12)
 
 
 def test_a_stop_loss_on_the_wrong_side_is_refused_and_a_valid_one_is_shown(bot, waiting, trader):
@@ -483,3 +487,28 @@ def test_an_approval_whose_outcome_is_unknown_says_so_and_the_card_follows_the_s
 
     assert "Approved by @alice: executed" in card_edited(bot, mark, message_id)["text"]
     eventually(lambda: SignalCard.objects.get(signal=waiting).state == SignalCard.State.CLOSED)
+
+
+def test_a_signal_edit_started_during_the_leverage_dialog_takes_the_typed_text(bot, send, account):
+    admin = TelegramAdminFactory(telegram_id=504, username="root")
+    signal = send(**BUY)
+    message_id = card_delivered(bot, signal, admin)
+    menu = bot.running.run(
+        bot.app.bot.send_message(
+            admin.telegram_id,
+            "Main menu",
+            reply_markup={"inline_keyboard": [[{"text": "Margin & Leverage", "callback_data": "lev:go"}]]},
+        )
+    )
+    for data, on in (("lev:go", menu.message_id), (f"lev:sym:{BTC}", None), ("lev:mt:fut", None), ("lev:mm:iso", None)):
+        mark = bot.tg.mark()
+        bot.tg.press(admin.telegram_id, data=data, message_id=on)
+        bot.tg.wait_for_call("editMessageText", after=mark)
+    start_edit(bot, admin, "lev", signal, message_id)
+
+    assert say(bot, admin, "12") == "Changed. leverage changed by @root: 5x → 12x"
+
+    signal.refresh_from_db()
+    assert signal.leverage == 12
+    assert SymbolProfile.objects.get(account=account, symbol=BTC).leverage == 5
+    assert not AuditEvent.objects.filter(action="symbolprofile.margin_leverage_set").exists()
