@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fake BingX fixtures imported below are (as pytest intends) test arguments
 """Manual approval end to end: a signal waiting for confirmation, its card in Telegram, the trader's taps and
 typed edits, and the order on the (fake) BingX, with nothing mocked in between.
 
@@ -22,10 +21,10 @@ from telegram_bot.approval import signal_card_remember, signal_card_render
 from telegram_bot.handlers import approval as approval_handlers
 from telegram_bot.handlers.approval import markup_of
 from telegram_bot.models import SignalCard
-from tests.conftest_bingx import BTC, bingx, live_account_on_bingx, on_bingx, webhook_sender  # noqa: F401 - fixtures
+from tests.conftest_bingx import BTC, live_account_on_bingx, webhook_sender
 from tests.factories import TelegramAdminFactory, TelegramTraderFactory, TelegramViewerFactory
 from tests.fakes.bingx import Fault
-from trading.models import AuditEvent, Order, SymbolProfile
+from trading.models import AuditEvent, Order, RiskLimits, SymbolProfile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,6 +61,21 @@ def trader():
 
 
 @pytest.fixture
+def bob():
+    return TelegramTraderFactory(telegram_id=502, username="bob")
+
+
+@pytest.fixture
+def viewer():
+    return TelegramViewerFactory(telegram_id=503)
+
+
+@pytest.fixture
+def admin():
+    return TelegramAdminFactory(telegram_id=504, username="root")
+
+
+@pytest.fixture
 def waiting(send, trader):
     signal = send(**BUY)
     assert signal.status == S.AWAITING_CONFIRMATION, signal.rejection_reason
@@ -85,10 +99,22 @@ def card_delivered(bot, signal, user) -> int:
 
 def card_sent(bot, signal, user) -> int:
     """Send the signal's card to a user the sender does not send cards to (a viewer); returns its message id."""
-    view = signal_card_render(signal)
+    view = bot.orm(signal_card_render, signal)
     message = bot.running.run(bot.app.bot.send_message(user.telegram_id, view.text, reply_markup=markup_of(view)))
-    signal_card_remember(signal=signal, telegram_user=user, chat_id=user.telegram_id, message_id=message.message_id)
+    bot.orm(
+        signal_card_remember,
+        signal=signal,
+        telegram_user=user,
+        chat_id=user.telegram_id,
+        message_id=message.message_id,
+    )
     return message.message_id
+
+
+def expire_now(bot, signal) -> None:
+    """The signal's confirmation window closed a second ago."""
+    past = timezone.now() - timedelta(seconds=1)
+    bot.orm(Signal.objects.filter(pk=signal.pk).update, confirmation_expires_at=past)
 
 
 def card_now(bot, user, message_id) -> dict:
@@ -150,7 +176,7 @@ def start_edit(bot, user, field, signal, message_id) -> str:
 # --- the card ------------------------------------------------------------------------------------
 
 
-def test_a_waiting_signals_card_shows_its_trade_and_the_approval_buttons(bot, waiting, trader):
+def test_a_waiting_signals_card_shows_its_trade_and_the_approval_buttons(waiting, trader, bot):
     message_id = card_delivered(bot, waiting, trader)
 
     card = card_now(bot, trader, message_id)
@@ -163,7 +189,7 @@ def test_a_waiting_signals_card_shows_its_trade_and_the_approval_buttons(bot, wa
 # --- approve and reject --------------------------------------------------------------------------
 
 
-def test_approve_places_the_order_on_bingx_and_the_card_shows_the_exchange_result(bot, waiting, trader, on_bingx):
+def test_approve_places_the_order_on_bingx_and_the_card_shows_the_exchange_result(waiting, trader, on_bingx, bot):
     message_id = card_delivered(bot, waiting, trader)
     mark = bot.tg.mark()
 
@@ -181,9 +207,8 @@ def test_approve_places_the_order_on_bingx_and_the_card_shows_the_exchange_resul
     eventually(lambda: SignalCard.objects.get(signal=waiting).state == SignalCard.State.CLOSED)
 
 
-def test_approve_updates_the_card_in_every_chat_it_was_sent_to(bot, send, trader):
-    other = TelegramTraderFactory(telegram_id=502, username="bob")
-    waiting = send(**BUY)
+def test_approve_updates_the_card_in_every_chat_it_was_sent_to(bob, waiting, trader, bot):
+    other = bob
     mine, theirs = card_delivered(bot, waiting, trader), card_delivered(bot, waiting, other)
     mark = bot.tg.mark()
 
@@ -193,7 +218,7 @@ def test_approve_updates_the_card_in_every_chat_it_was_sent_to(bot, send, trader
     assert buttons(card_now(bot, other, theirs)) == []
 
 
-def test_a_second_tap_on_approve_answers_already_handled_and_trades_once(bot, waiting, trader, on_bingx):
+def test_a_second_tap_on_approve_answers_already_handled_and_trades_once(waiting, trader, on_bingx, bot):
     message_id = card_delivered(bot, waiting, trader)
     press(bot, trader, f"sig:ok:{waiting.pk}", message_id)
 
@@ -204,7 +229,7 @@ def test_a_second_tap_on_approve_answers_already_handled_and_trades_once(bot, wa
     assert len([order for order in on_bingx.orders if order.type == "MARKET"]) == 1
 
 
-def test_bingx_refusing_the_order_rejects_the_signal_and_the_card_says_why(bot, bingx, waiting, trader):
+def test_bingx_refusing_the_order_rejects_the_signal_and_the_card_says_why(bingx, waiting, trader, bot):
     message_id = card_delivered(bot, waiting, trader)
     bingx.fault("POST", ORDER_PATH, Fault.error(101204, "Insufficient margin"))
     mark = bot.tg.mark()
@@ -217,7 +242,7 @@ def test_bingx_refusing_the_order_rejects_the_signal_and_the_card_says_why(bot, 
     assert waiting.status == S.REJECTED
 
 
-def test_reject_rejects_the_signal_trades_nothing_and_closes_the_card(bot, waiting, trader, on_bingx):
+def test_reject_rejects_the_signal_trades_nothing_and_closes_the_card(waiting, trader, on_bingx, bot):
     message_id = card_delivered(bot, waiting, trader)
     mark = bot.tg.mark()
 
@@ -232,8 +257,7 @@ def test_reject_rejects_the_signal_trades_nothing_and_closes_the_card(bot, waiti
     assert (rejection.actor_type, rejection.actor_id) == ("telegram", "501")
 
 
-def test_a_viewer_may_not_approve(bot, waiting, on_bingx):
-    viewer = TelegramViewerFactory(telegram_id=503)
+def test_a_viewer_may_not_approve(waiting, viewer, on_bingx, bot):
     message_id = card_sent(bot, waiting, viewer)
 
     answer = press(bot, viewer, f"sig:ok:{waiting.pk}", message_id)
@@ -244,8 +268,7 @@ def test_a_viewer_may_not_approve(bot, waiting, on_bingx):
     assert on_bingx.orders == []
 
 
-def test_a_viewer_may_not_edit(bot, waiting):
-    viewer = TelegramViewerFactory(telegram_id=503)
+def test_a_viewer_may_not_edit(waiting, viewer, bot):
     message_id = card_sent(bot, waiting, viewer)
 
     answer = press(bot, viewer, f"sig:ed:q:{waiting.pk}", message_id)
@@ -257,7 +280,7 @@ def test_a_viewer_may_not_edit(bot, waiting):
 
 
 def test_editing_the_qty_is_risk_checked_stored_audited_and_shown_then_approved_as_edited(
-    bot, waiting, trader, on_bingx
+    waiting, trader, on_bingx, bot
 ):
     message_id = card_delivered(bot, waiting, trader)
     assert "new quantity" in start_edit(bot, trader, "q", waiting, message_id)
@@ -279,7 +302,7 @@ def test_editing_the_qty_is_risk_checked_stored_audited_and_shown_then_approved_
     assert placed.qty == Decimal("0.02")
 
 
-def test_a_qty_that_is_not_a_number_is_refused_and_the_edit_stays_open(bot, waiting, trader):
+def test_a_qty_that_is_not_a_number_is_refused_and_the_edit_stays_open(waiting, trader, bot):
     message_id = card_delivered(bot, waiting, trader)
     start_edit(bot, trader, "q", waiting, message_id)
 
@@ -291,10 +314,9 @@ def test_a_qty_that_is_not_a_number_is_refused_and_the_edit_stays_open(bot, wait
 
 
 def test_a_qty_over_the_per_trade_limit_is_refused_by_the_risk_engine_and_nothing_changes(
-    bot, waiting, trader, account
+    waiting, trader, account, bot
 ):
-    account.risk_limits.max_notional_per_trade = Decimal("1000")
-    account.risk_limits.save()
+    bot.orm(RiskLimits.objects.filter(account=account).update, max_notional_per_trade=Decimal("1000"))
     message_id = card_delivered(bot, waiting, trader)
     start_edit(bot, trader, "q", waiting, message_id)
 
@@ -307,7 +329,7 @@ def test_a_qty_over_the_per_trade_limit_is_refused_by_the_risk_engine_and_nothin
     assert "Qty: 0.01" in card_now(bot, trader, message_id)["text"]
 
 
-def test_leverage_above_the_symbols_maximum_is_refused_and_a_valid_one_is_traded_with(bot, waiting, trader, on_bingx):
+def test_leverage_above_the_symbols_maximum_is_refused_and_a_valid_one_is_traded_with(waiting, trader, on_bingx, bot):
     message_id = card_delivered(bot, waiting, trader)
     start_edit(bot, trader, "lev", waiting, message_id)
 
@@ -325,7 +347,7 @@ def test_leverage_above_the_symbols_maximum_is_refused_and_a_valid_one_is_traded
     assert (on_bingx.margin_mode("BTC-USDT"), on_bingx.leverage("BTC-USDT", "LONG")) == ("isolated", 12)
 
 
-def test_a_stop_loss_on_the_wrong_side_is_refused_and_a_valid_one_is_shown(bot, waiting, trader):
+def test_a_stop_loss_on_the_wrong_side_is_refused_and_a_valid_one_is_shown(waiting, trader, bot):
     message_id = card_delivered(bot, waiting, trader)
     start_edit(bot, trader, "sl", waiting, message_id)
 
@@ -338,7 +360,7 @@ def test_a_stop_loss_on_the_wrong_side_is_refused_and_a_valid_one_is_shown(bot, 
     assert waiting.sl_price == Decimal("64000")
 
 
-def test_take_profit_levels_are_typed_as_prices_with_optional_shares(bot, waiting, trader):
+def test_take_profit_levels_are_typed_as_prices_with_optional_shares(waiting, trader, bot):
     message_id = card_delivered(bot, waiting, trader)
     start_edit(bot, trader, "tp", waiting, message_id)
 
@@ -352,7 +374,7 @@ def test_take_profit_levels_are_typed_as_prices_with_optional_shares(bot, waitin
     assert waiting.tp_levels == [{"price": "66000", "size_pct": "50.00"}, {"price": "67000", "size_pct": "50.00"}]
 
 
-def test_cancel_drops_the_edit_and_later_text_is_ignored(bot, waiting, trader):
+def test_cancel_drops_the_edit_and_later_text_is_ignored(waiting, trader, bot):
     message_id = card_delivered(bot, waiting, trader)
     start_edit(bot, trader, "q", waiting, message_id)
 
@@ -366,7 +388,7 @@ def test_cancel_drops_the_edit_and_later_text_is_ignored(bot, waiting, trader):
     assert waiting.size_value == Decimal("0.01")
 
 
-def test_an_edit_not_typed_in_time_times_out(bot, waiting, trader):
+def test_an_edit_not_typed_in_time_times_out(waiting, trader, bot):
     message_id = card_delivered(bot, waiting, trader)
     mark = bot.tg.mark()
     start_edit(bot, trader, "q", waiting, message_id)
@@ -379,11 +401,11 @@ def test_an_edit_not_typed_in_time_times_out(bot, waiting, trader):
 # --- expiry --------------------------------------------------------------------------------------
 
 
-def test_an_expired_signals_card_says_so_and_loses_its_buttons(bot, waiting, trader):
+def test_an_expired_signals_card_says_so_and_loses_its_buttons(waiting, trader, bot):
     message_id = card_delivered(bot, waiting, trader)
     mark = bot.tg.mark()
 
-    Signal.objects.filter(pk=waiting.pk).update(confirmation_expires_at=timezone.now() - timedelta(seconds=1))
+    expire_now(bot, waiting)
 
     assert "Expired at" in card_edited(bot, mark, message_id)["text"]
     assert buttons(card_now(bot, trader, message_id)) == []
@@ -392,10 +414,10 @@ def test_an_expired_signals_card_says_so_and_loses_its_buttons(bot, waiting, tra
     eventually(lambda: SignalCard.objects.get(signal=waiting).state == SignalCard.State.CLOSED)
 
 
-def test_approving_an_expired_signal_answers_expired_and_trades_nothing(bot, waiting, trader, on_bingx, monkeypatch):
+def test_approving_an_expired_signal_answers_expired_and_trades_nothing(waiting, trader, on_bingx, monkeypatch, bot):
     monkeypatch.setattr(approval_handlers, "CARD_REFRESH_SECONDS", 3600)  # the tap, not the job, finds it
     message_id = card_delivered(bot, waiting, trader)
-    Signal.objects.filter(pk=waiting.pk).update(confirmation_expires_at=timezone.now() - timedelta(seconds=1))
+    expire_now(bot, waiting)
 
     answer = press(bot, trader, f"sig:ok:{waiting.pk}", message_id)
 
@@ -406,7 +428,7 @@ def test_approving_an_expired_signal_answers_expired_and_trades_nothing(bot, wai
 # --- the Manual list's "view" button -------------------------------------------------------------
 
 
-def test_view_sends_the_card_again_and_the_new_copy_is_the_one_kept_up_to_date(bot, waiting, trader):
+def test_view_sends_the_card_again_and_the_new_copy_is_the_one_kept_up_to_date(waiting, trader, bot):
     first = card_delivered(bot, waiting, trader)
     listing = bot.running.run(
         bot.app.bot.send_message(
@@ -427,7 +449,7 @@ def test_view_sends_the_card_again_and_the_new_copy_is_the_one_kept_up_to_date(b
     assert not Order.objects.exists()
 
 
-def test_a_press_answered_too_late_still_leaves_the_card_showing_the_outcome(bot, waiting, trader):
+def test_a_press_answered_too_late_still_leaves_the_card_showing_the_outcome(waiting, trader, bot):
     message_id = card_delivered(bot, waiting, trader)
     bot.tg.fail_next(
         "answerCallbackQuery",
@@ -441,7 +463,7 @@ def test_a_press_answered_too_late_still_leaves_the_card_showing_the_outcome(bot
     assert "Approved by @alice: executed" in card_edited(bot, mark, message_id)["text"]
 
 
-def test_editing_a_signal_handled_meanwhile_is_refused_and_its_card_fixed(bot, waiting, trader):
+def test_editing_a_signal_handled_meanwhile_is_refused_and_its_card_fixed(waiting, trader, bot):
     message_id = card_delivered(bot, waiting, trader)
     press(bot, trader, f"sig:no:{waiting.pk}", message_id)
     mark = bot.tg.mark()
@@ -452,11 +474,11 @@ def test_editing_a_signal_handled_meanwhile_is_refused_and_its_card_fixed(bot, w
     assert "Rejected" in card_edited(bot, mark, message_id)["text"]
 
 
-def test_a_signal_that_expires_while_its_edit_is_typed_is_not_changed(bot, waiting, trader, monkeypatch):
+def test_a_signal_that_expires_while_its_edit_is_typed_is_not_changed(waiting, trader, monkeypatch, bot):
     monkeypatch.setattr(approval_handlers, "EDIT_TIMEOUT_SECONDS", 60)
     message_id = card_delivered(bot, waiting, trader)
     start_edit(bot, trader, "q", waiting, message_id)
-    Signal.objects.filter(pk=waiting.pk).update(confirmation_expires_at=timezone.now() - timedelta(seconds=1))
+    expire_now(bot, waiting)
 
     assert say(bot, trader, "0.02").startswith("Not changed. Expired at")
 
@@ -465,7 +487,7 @@ def test_a_signal_that_expires_while_its_edit_is_typed_is_not_changed(bot, waiti
 
 
 def test_an_approval_whose_outcome_is_unknown_says_so_and_the_card_follows_the_signal_to_executed(
-    bot, bingx, waiting, trader, on_bingx, settings
+    bingx, waiting, trader, on_bingx, settings, bot
 ):
     settings.EXCHANGE_RETRY_ATTEMPTS = 1  # the lookup after the timeout gets one try, and fails too
     message_id = card_delivered(bot, waiting, trader)
@@ -482,16 +504,15 @@ def test_an_approval_whose_outcome_is_unknown_says_so_and_the_card_follows_the_s
     assert len(edits) <= 2
 
     settings.SIGNAL_SWEEP_AFTER_SECONDS = 0
-    signals_sweep()
+    bot.orm(signals_sweep)
     mark = bot.tg.mark()
 
     assert "Approved by @alice: executed" in card_edited(bot, mark, message_id)["text"]
     eventually(lambda: SignalCard.objects.get(signal=waiting).state == SignalCard.State.CLOSED)
 
 
-def test_a_signal_edit_started_during_the_leverage_dialog_takes_the_typed_text(bot, send, account):
-    admin = TelegramAdminFactory(telegram_id=504, username="root")
-    signal = send(**BUY)
+def test_a_signal_edit_started_during_the_leverage_dialog_takes_the_typed_text(admin, account, waiting, bot):
+    signal = waiting
     message_id = card_delivered(bot, signal, admin)
     menu = bot.running.run(
         bot.app.bot.send_message(

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fake BingX fixtures imported below are (as pytest intends) test arguments
 """The Margin & Leverage dialog, step by step, through the fake Telegram to the fake BingX.
 
 The fake BingX starts every symbol at cross margin, 10x. The account trades BTC at 5x isolated (its symbol
@@ -12,7 +11,7 @@ import time
 import pytest
 
 from telegram_bot.handlers import leverage as leverage_handlers
-from tests.conftest_bingx import BTC, bingx, live_account_on_bingx, on_bingx  # noqa: F401 - fixtures
+from tests.conftest_bingx import BTC, live_account_on_bingx
 from tests.factories import (
     SymbolProfileFactory,
     TelegramAdminFactory,
@@ -20,7 +19,7 @@ from tests.factories import (
     TradingAccountFactory,
 )
 from tests.fakes.bingx import Fault
-from trading.models import AuditEvent, SymbolProfile
+from trading.models import AuditEvent, RiskLimits, SymbolProfile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,6 +39,34 @@ def account(on_bingx):
 @pytest.fixture
 def admin():
     return TelegramAdminFactory(telegram_id=601, username="root")
+
+
+@pytest.fixture
+def trader():
+    return TelegramTraderFactory(telegram_id=602)
+
+
+@pytest.fixture
+def second_account(account):
+    return TradingAccountFactory(name="second")
+
+
+@pytest.fixture
+def ten_more_symbols(account):
+    for number in range(10):
+        SymbolProfileFactory(account=account, symbol=f"C{number:02d}/USDT:USDT")
+
+
+@pytest.fixture
+def ada(account):
+    return SymbolProfileFactory(account=account, symbol="ADA/USDT:USDT", leverage=3, max_leverage=20)
+
+
+@pytest.fixture
+def paper_account():
+    dry = TradingAccountFactory(name="paper", mode="dry_run")
+    SymbolProfileFactory(account=dry, symbol=BTC, leverage=5, max_leverage=20, margin_mode="isolated")
+    return dry
 
 
 def latest(bot, user) -> dict:
@@ -93,7 +120,7 @@ def up_to_leverage(bot, user, *, symbol=BTC, margin="iso") -> str:
 # --- the whole way -------------------------------------------------------------------------------
 
 
-def test_the_dialog_sets_margin_and_leverage_on_bingx_and_shows_what_bingx_reports(bot, account, admin, on_bingx):
+def test_the_dialog_sets_margin_and_leverage_on_bingx_and_shows_what_bingx_reports(account, admin, on_bingx, bot):
     first = open_dialog(bot, admin)
     assert "Pick a whitelisted symbol" in first["text"] and buttons(first) == [f"lev:sym:{BTC}", "lev:x"]
     market = tap(bot, admin, f"lev:sym:{BTC}")
@@ -120,8 +147,8 @@ def test_the_dialog_sets_margin_and_leverage_on_bingx_and_shows_what_bingx_repor
     )
 
 
-def test_with_several_accounts_the_account_is_asked_first(bot, account, admin):
-    other = TradingAccountFactory(name="second")
+def test_with_several_accounts_the_account_is_asked_first(account, second_account, admin, bot):
+    other = second_account
 
     first = open_dialog(bot, admin)
 
@@ -130,9 +157,7 @@ def test_with_several_accounts_the_account_is_asked_first(bot, account, admin):
     assert f"lev:sym:{BTC}" in buttons(tap(bot, admin, f"lev:acc:{account.pk}"))
 
 
-def test_the_symbol_list_is_paged(bot, account, admin):
-    for number in range(10):
-        SymbolProfileFactory(account=account, symbol=f"C{number:02d}/USDT:USDT")
+def test_the_symbol_list_is_paged(ten_more_symbols, admin, bot):
 
     first = open_dialog(bot, admin)
     assert "page 1/2" in first["text"] and len(buttons(first)) == 8 + 2  # 8 symbols, Next, Cancel
@@ -145,7 +170,7 @@ def test_the_symbol_list_is_paged(bot, account, admin):
     ]
 
 
-def test_a_symbol_can_be_typed_by_name_and_an_unknown_or_not_whitelisted_one_is_refused(bot, account, admin):
+def test_a_symbol_can_be_typed_by_name_and_an_unknown_or_not_whitelisted_one_is_refused(account, admin, bot):
     open_dialog(bot, admin)
 
     assert "no BingX USDT perpetual matches it" in say(bot, admin, "DOGEUSDT")["text"]
@@ -156,7 +181,7 @@ def test_a_symbol_can_be_typed_by_name_and_an_unknown_or_not_whitelisted_one_is_
     assert "BTC/USDT:USDT on main" in typed["text"] and "Spot or futures?" in typed["text"]
 
 
-def test_spot_is_refused_with_the_reason_and_the_dialog_stays_on_the_step(bot, account, admin):
+def test_spot_is_refused_with_the_reason_and_the_dialog_stays_on_the_step(account, admin, bot):
     open_dialog(bot, admin)
     tap(bot, admin, f"lev:sym:{BTC}")
 
@@ -167,7 +192,7 @@ def test_spot_is_refused_with_the_reason_and_the_dialog_stays_on_the_step(bot, a
 # --- the typed leverage --------------------------------------------------------------------------
 
 
-def test_leverage_that_is_not_a_number_or_out_of_range_is_refused_with_the_allowed_range(bot, account, admin):
+def test_leverage_that_is_not_a_number_or_out_of_range_is_refused_with_the_allowed_range(account, admin, bot):
     up_to_leverage(bot, admin)
 
     assert "“abc” is not a whole number; type a leverage from 1 to 20" in say(bot, admin, "abc")["text"]
@@ -176,8 +201,7 @@ def test_leverage_that_is_not_a_number_or_out_of_range_is_refused_with_the_allow
     assert "to isolated, 20x?" in say(bot, admin, "20")["text"]
 
 
-def test_the_lowest_maximum_sets_the_range_here_bingxs_for_ada(bot, account, admin):
-    SymbolProfileFactory(account=account, symbol="ADA/USDT:USDT", leverage=3, max_leverage=20)
+def test_the_lowest_maximum_sets_the_range_here_bingxs_for_ada(ada, admin, bot):
 
     prompt = up_to_leverage(bot, admin, symbol="ADA/USDT:USDT", margin="cross")
 
@@ -185,9 +209,8 @@ def test_the_lowest_maximum_sets_the_range_here_bingxs_for_ada(bot, account, adm
     assert "6x is out of range" in say(bot, admin, "6")["text"]
 
 
-def test_the_accounts_limit_sets_the_range_when_it_is_the_lowest(bot, account, admin):
-    account.risk_limits.max_leverage = 8
-    account.risk_limits.save()
+def test_the_accounts_limit_sets_the_range_when_it_is_the_lowest(account, admin, bot):
+    bot.orm(RiskLimits.objects.filter(account=account).update, max_leverage=8)
 
     assert "from 1 to 8 (BingX allows 125x, the account's limit is 8x" in up_to_leverage(bot, admin)
 
@@ -196,7 +219,7 @@ def test_the_accounts_limit_sets_the_range_when_it_is_the_lowest(bot, account, a
 
 
 def test_bingx_refusing_the_leverage_rolls_back_the_margin_mode_and_changes_nothing(
-    bot, bingx, account, admin, on_bingx
+    bingx, account, admin, on_bingx, bot
 ):
     up_to_leverage(bot, admin)
     say(bot, admin, "12")
@@ -213,7 +236,7 @@ def test_bingx_refusing_the_leverage_rolls_back_the_margin_mode_and_changes_noth
     assert not AuditEvent.objects.filter(action="symbolprofile.margin_leverage_set").exists()
 
 
-def test_bingx_unreachable_changes_nothing_and_says_so(bot, bingx, account, admin, on_bingx):
+def test_bingx_unreachable_changes_nothing_and_says_so(bingx, account, admin, on_bingx, bot):
     up_to_leverage(bot, admin)
     say(bot, admin, "12")
     bingx.fault("GET", "/openApi/swap/v2/trade/marginType", Fault.http_error(status=503), times=None)
@@ -228,7 +251,7 @@ def test_bingx_unreachable_changes_nothing_and_says_so(bot, bingx, account, admi
 # --- leaving -------------------------------------------------------------------------------------
 
 
-def test_cancel_ends_the_dialog_at_any_step_and_later_text_is_ignored(bot, account, admin):
+def test_cancel_ends_the_dialog_at_any_step_and_later_text_is_ignored(account, admin, bot):
     up_to_leverage(bot, admin)
 
     assert tap(bot, admin, "lev:x")["text"] == "Margin & Leverage cancelled; nothing changed."
@@ -240,7 +263,7 @@ def test_cancel_ends_the_dialog_at_any_step_and_later_text_is_ignored(bot, accou
     assert SymbolProfile.objects.get(account=account, symbol=BTC).leverage == 5
 
 
-def test_a_second_tap_on_confirm_changes_nothing_twice_and_says_the_dialog_ended(bot, account, admin, bingx):
+def test_a_second_tap_on_confirm_changes_nothing_twice_and_says_the_dialog_ended(account, admin, bingx, bot):
     up_to_leverage(bot, admin)
     say(bot, admin, "12")
     tap(bot, admin, "lev:ok")
@@ -255,13 +278,13 @@ def test_a_second_tap_on_confirm_changes_nothing_twice_and_says_the_dialog_ended
     assert len(bingx.requests_for(LEVERAGE_PATH, "POST")) == settings_calls
 
 
-def test_slash_cancel_ends_the_dialog(bot, account, admin):
+def test_slash_cancel_ends_the_dialog(account, admin, bot):
     open_dialog(bot, admin)
 
     assert say(bot, admin, "/cancel")["text"] == "Margin & Leverage cancelled; nothing changed."
 
 
-def test_the_dialog_expires_without_an_answer_and_says_so(quick_timeout, bot, account, admin):
+def test_the_dialog_expires_without_an_answer_and_says_so(quick_timeout, account, admin, bot):
     up_to_leverage(bot, admin)
     mark = bot.tg.mark()
 
@@ -273,8 +296,7 @@ def test_the_dialog_expires_without_an_answer_and_says_so(quick_timeout, bot, ac
     assert SymbolProfile.objects.get(account=account, symbol=BTC).leverage == 5
 
 
-def test_only_admins_may_change_margin_and_leverage(bot, account):
-    trader = TelegramTraderFactory(telegram_id=602)
+def test_only_admins_may_change_margin_and_leverage(account, trader, bot):
     menu = bot.running.run(
         bot.app.bot.send_message(
             trader.telegram_id,
@@ -290,9 +312,8 @@ def test_only_admins_may_change_margin_and_leverage(bot, account):
     assert answer["show_alert"] == "true"
 
 
-def test_a_dry_run_account_saves_the_profile_without_calling_bingx(bot, admin, bingx):
-    dry = TradingAccountFactory(name="paper", mode="dry_run")
-    SymbolProfileFactory(account=dry, symbol=BTC, leverage=5, max_leverage=20, margin_mode="isolated")
+def test_a_dry_run_account_saves_the_profile_without_calling_bingx(paper_account, admin, bingx, bot):
+    dry = paper_account
     up_to_leverage(bot, admin, margin="cross")
     say(bot, admin, "7")
 
