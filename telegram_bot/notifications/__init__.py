@@ -22,5 +22,11 @@ How nothing is sent twice (and the one case where it may be)
   approval card is harmless (its buttons act on the signal's current status, the newest copy is the one
   recorded in SignalCard).
 - 429: the row goes back to pending at ``retry_after``; 403 and 400: failed with Telegram's reason (the
-  admin's "retry now" re-queues it); network errors and 5xx: retried with backoff.
+  admin's "retry now" re-queues it); network errors and 5xx: retried with backoff (a timeout may have
+  been delivered: at-least-once again). A row waiting for its retry holds back the later rows of its
+  chat, so a chat reads its notifications in the order they happened.
+- A long text goes in parts; the parts Telegram took are not sent again after a failure.
+- Rows of one chat waiting together are sent as one message (a burst of fills, an SL and TPs placed):
+  fewer messages under the 1/s per-chat limit. A card (buttons) always goes alone.
+- A row whose user was deactivated after it was queued is not sent ("failed: recipient deactivated").
 """

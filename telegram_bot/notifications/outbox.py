@@ -103,12 +103,13 @@ class Delivery:
     parts_sent: list[int] = field(default_factory=list)  # message ids of the parts Telegram accepted
 
 
-def _due(now: datetime, *, recover_before: datetime | None) -> Q:
+def _queued(now: datetime, *, recover_before: datetime | None) -> Q:
+    """Pending rows (due or not: a row waiting for its retry holds back the later ones of its chat), and
+    rows a dead sender left ``sending``."""
     stale = now - SENDING_LEASE
     if recover_before is not None:
         stale = max(stale, recover_before)
-    waiting = Q(status=NS.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-    return waiting | Q(status=NS.SENDING, sending_at__lt=stale)
+    return Q(status=NS.PENDING) | Q(status=NS.SENDING, sending_at__lt=stale)
 
 
 def notifications_claim(
@@ -125,18 +126,28 @@ def notifications_claim(
     start, when it is the only one) are taken again and marked as possibly repeated.
     """
     now = timezone.now()
-    skip = set(skip_chats)
     deliveries: dict[int, Delivery] = {}
     with transaction.atomic():
         candidates = (
             Notification.objects.select_for_update(skip_locked=True)
-            .filter(_due(now, recover_before=recover_before))
+            .filter(_queued(now, recover_before=recover_before))
+            .exclude(chat_id__in=list(skip_chats))
             .order_by("id")[:scan_limit]
         )
+        # A user switched off (or removed from the whitelist's active users) after the row was queued gets
+        # nothing more: the bot answers only active users, and its messages follow the same rule.
+        inactive = set(TelegramUser.objects.filter(is_active=False).values_list("pk", flat=True))
+        dropped: list[int] = []
         closed_chats: set[int] = set()  # chats whose message is complete (buttons, length, or order)
         for row in candidates:
             chat = row.chat_id
-            if chat in skip or chat in closed_chats:
+            if row.telegram_user_id in inactive:
+                dropped.append(row.pk)
+                continue
+            if chat in closed_chats:
+                continue
+            if row.status == NS.PENDING and row.next_attempt_at is not None and row.next_attempt_at > now:
+                closed_chats.add(chat)  # waiting for its retry: the chat's later rows wait behind it
                 continue
             text = f"{RESENT_NOTE}\n{row.text}" if row.status == NS.SENDING else row.text
             delivery = deliveries.get(chat)
@@ -164,6 +175,10 @@ def notifications_claim(
             delivery.ids.append(row.pk)
             delivery.text = combined
             delivery.resent = delivery.resent or row.status == NS.SENDING
+        if dropped:
+            Notification.objects.filter(pk__in=dropped).update(
+                status=NS.FAILED, failed_at=now, next_attempt_at=None, last_error="recipient deactivated"
+            )
         claimed = [pk for delivery in deliveries.values() for pk in delivery.ids]
         if claimed:
             Notification.objects.filter(pk__in=claimed).update(

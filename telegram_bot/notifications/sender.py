@@ -96,6 +96,10 @@ class RateLimiter:
         free_at = slot.answered_at + self.chat_interval
         self.chat_free_at[slot.chat_id] = max(free_at, self.flooded_until.get(slot.chat_id, 0.0))
 
+    def hold(self, chat_id: int, seconds: float) -> None:
+        """Nothing to ``chat_id`` for ``seconds`` (its oldest message waits for a retry)."""
+        self.chat_free_at[chat_id] = max(self.chat_free_at.get(chat_id, 0.0), self.clock() + seconds)
+
     def busy_chats(self, within: float) -> set[int]:
         """Chats that may not receive anything for longer than ``within`` seconds (or are being sent to)."""
         horizon = self.clock() + within
@@ -172,8 +176,12 @@ class NotificationSender:
         )
         if not deliveries:
             return 0
-        results = await asyncio.gather(*(self._deliver(delivery) for delivery in deliveries))
-        return sum(results)
+        results = await asyncio.gather(*(self._deliver(delivery) for delivery in deliveries), return_exceptions=True)
+        for delivery, result in zip(deliveries, results, strict=True):
+            if isinstance(result, BaseException):  # e.g. the database gone after Telegram's answer: the row
+                # stays "sending" and is sent again after SENDING_LEASE or a restart (at-least-once)
+                logger.error("notification %s: outcome not recorded", delivery.ids, exc_info=result)
+        return sum(result for result in results if isinstance(result, int))
 
     async def _deliver(self, delivery: Delivery) -> int:
         parts = text_split(delivery.text)
@@ -229,6 +237,7 @@ class NotificationSender:
         return 1
 
     async def _retry(self, delivery: Delivery, parts: list[str], error: str, seconds: float) -> None:
+        self.limiter.hold(delivery.chat_id, seconds)  # the chat's later rows wait behind this one
         remaining = "\n".join(parts[len(delivery.parts_sent) :]) if delivery.parts_sent else ""
         await db(notification_mark_retry)(
             delivery=delivery, error=error, delay_seconds=seconds, remaining_text=remaining

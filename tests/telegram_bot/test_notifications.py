@@ -15,7 +15,7 @@ from signals_app.models import Signal
 from signals_app.services import signal_transition
 from telegram_bot.models import Notification, NotificationCursor
 from telegram_bot.notifications.fanout import notifications_fanout, pnl_swings_notify
-from telegram_bot.notifications.outbox import notification_enqueue
+from telegram_bot.notifications.outbox import notification_enqueue, notifications_claim
 from tests.factories import (
     BalanceSnapshotFactory,
     OrderFactory,
@@ -35,6 +35,7 @@ from trading.stream import stream_alert_down
 pytestmark = pytest.mark.django_db
 S = Signal.Status
 K = Notification.Kind
+NS = Notification.Status
 ACTOR = Actor.system("test")
 
 
@@ -274,3 +275,43 @@ def test_an_idle_fanout_writes_nothing(team):
 
     assert notifications_fanout() == 0
     assert NotificationCursor.objects.get().updated_at == cursor.updated_at
+
+
+# --- what the sender takes from the outbox ----------------------------------------------------------
+
+
+def test_the_sender_takes_a_chats_waiting_rows_as_one_message_but_a_card_alone(team):
+    trader = team["trader"]
+    for key in ("a", "b"):
+        notification_enqueue(kind=K.ORDER_FILLED, dedupe_key=key, text=f"fill {key}", users=[trader])
+    notification_enqueue(kind=K.SIGNAL_CARD, dedupe_key="card", text="card", users=[trader], reply_markup={"x": 1})
+    notification_enqueue(kind=K.ORDER_FILLED, dedupe_key="c", text="fill c", users=[trader])
+
+    [first] = notifications_claim(max_chats=30)
+    [second] = notifications_claim(max_chats=30)
+
+    assert first.text == "fill a\n\nfill b"
+    assert (second.text, second.reply_markup) == ("card", {"x": 1})
+    assert [row.status for row in Notification.objects.order_by("id")] == [NS.SENDING] * 3 + [NS.PENDING]
+
+
+def test_a_row_waiting_for_its_retry_holds_back_the_later_rows_of_its_chat_only(team):
+    trader, viewer = team["trader"], team["viewer"]
+    notification_enqueue(kind=K.ALERT, dedupe_key="first", text="first", users=[trader])
+    Notification.objects.update(next_attempt_at=timezone.now() + timedelta(seconds=30))
+    notification_enqueue(kind=K.ALERT, dedupe_key="second", text="second", users=[trader, viewer])
+
+    [delivery] = notifications_claim(max_chats=30)
+
+    assert (delivery.chat_id, delivery.text) == (viewer.telegram_id, "second")
+
+
+def test_a_user_deactivated_after_queuing_gets_nothing(team):
+    trader = team["trader"]
+    notification_enqueue(kind=K.ALERT, dedupe_key="x", text="Stream down", users=[trader])
+    trader.is_active = False
+    trader.save()
+
+    assert notifications_claim(max_chats=30) == []
+    row = Notification.objects.get()
+    assert (row.status, row.last_error) == (NS.FAILED, "recipient deactivated")
