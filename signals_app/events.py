@@ -145,6 +145,7 @@ _sender = _EventSender()
 # this at-most-once channel. Circuit-breaker alerts are left out: their AuditEvent
 # (tradingaccount.exchange_health) is written in the same transaction as the change.
 RECORDED_TOPIC_PREFIXES = ("alerts.", "risk.")
+RECORDED_TOPICS = frozenset({"signals.outcome_unknown"})  # an order BingX may or may not have: an error
 UNRECORDED_TOPICS = frozenset({"alerts.circuit_open", "alerts.circuit_closed"})
 
 
@@ -160,7 +161,7 @@ def alert_record(topic: str, payload: dict[str, Any]) -> None:
                 actor=Actor.system("alerts"),
                 action=f"alert.{topic}",
                 after=details,
-                reason=str(details.get("message") or details.get("reason") or "")[:2000],
+                reason=str(details.get("message") or details.get("summary") or details.get("reason") or "")[:2000],
             )
     except Exception:  # the alert is still published and logged by its caller
         logger.exception("could not record alert %s", topic)
@@ -169,7 +170,7 @@ def alert_record(topic: str, payload: dict[str, Any]) -> None:
 def publish(topic: str, signal, **extra: Any) -> None:
     """Publish after commit; off the caller's thread, except in tests (delivered before the call returns)."""
     payload = event_payload(topic, signal, **extra)
-    if topic.startswith(RECORDED_TOPIC_PREFIXES) and topic not in UNRECORDED_TOPICS:
+    if (topic.startswith(RECORDED_TOPIC_PREFIXES) or topic in RECORDED_TOPICS) and topic not in UNRECORDED_TOPICS:
         alert_record(topic, payload)
     if settings.SIGNAL_PROCESSING == "inline":
         transaction.on_commit(lambda: _send(topic, payload))

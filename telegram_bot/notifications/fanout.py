@@ -9,8 +9,10 @@ What is told, from which audit action:
   (entries, closes, stop loss and take profit hits); -> rejected: the reason.
 - ``position.status`` -> closed: the cause and the realized PnL.
 - ``tradingaccount.exchange_health``: the circuit breaker opened or closed.
+- ``tradingaccount.kill_switch`` / ``.trading_enabled``: the kill switch, and who flipped it.
 - ``alert.<topic>`` (``signals_app.events.alert_record``): stream down/back, clock skew, risk limit hit
-  (daily loss, drawdown), protection not placed, flatten failed, fill follow-up failed.
+  (daily loss, drawdown), protection not placed, flatten failed, fill follow-up failed, an order's
+  outcome unknown.
 
 And one warning not tied to a single change, from the balance snapshots every balance update writes
 (``pnl_swings_notify``): an unusual PnL swing.
@@ -43,7 +45,14 @@ CURSOR_NAME = "audit"
 GAP_WINDOW = timedelta(minutes=10)
 MAX_GAPS = 10_000
 BATCH = 500
-ACTIONS = ("signal.status", "order.status", "position.status", "tradingaccount.exchange_health")
+ACTIONS = (
+    "signal.status",
+    "order.status",
+    "position.status",
+    "tradingaccount.exchange_health",
+    "tradingaccount.kill_switch",
+    "tradingaccount.trading_enabled",
+)
 ALERT_PREFIX = "alert."
 
 
@@ -141,6 +150,8 @@ def _handler_of(action: str) -> Callable[[AuditEvent, _Queue], None]:
         "order.status": _order_status,
         "position.status": _position_status,
         "tradingaccount.exchange_health": _exchange_health,
+        "tradingaccount.kill_switch": _kill_switch,
+        "tradingaccount.trading_enabled": _kill_switch,
     }[action]
 
 
@@ -211,6 +222,13 @@ def _exchange_health(event: AuditEvent, queue: _Queue) -> None:
     status = str(event.after.get("exchange_health") or "")
     account = TradingAccount.objects.filter(pk=event.object_id).first()
     text = texts.circuit_text(status, event.reason, account, event.object_id)
+    queue.add(kind=K.ALERT, key=f"audit:{event.pk}", text=text)
+
+
+def _kill_switch(event: AuditEvent, queue: _Queue) -> None:
+    account = TradingAccount.objects.filter(pk=event.object_id).first()
+    by = event.actor_label or event.actor_id
+    text = texts.kill_switch_text(event.action, account, event.object_id, by=by, reason=event.reason)
     queue.add(kind=K.ALERT, key=f"audit:{event.pk}", text=text)
 
 

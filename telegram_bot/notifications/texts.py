@@ -29,6 +29,11 @@ ALERT_TITLES = {
     "alerts.flatten_failed": "⚠️ Position not closed after a risk breach",
     "alerts.stream_follow_up_failed": "⚠️ Fill follow-up failed",
     "risk.breach": "⛔ Risk limit hit: auto-trade switched off",
+    "signals.outcome_unknown": "❓ Order outcome unknown: being looked up on BingX",
+}
+SWITCH_TITLES = {
+    "tradingaccount.kill_switch": "⛔ Kill switch ON: no new entries (exits still allowed)",
+    "tradingaccount.trading_enabled": "✅ Kill switch off: new entries allowed again",
 }
 CIRCUIT_TITLES = {
     "degraded": "🔌 Circuit breaker OPEN: BingX unreachable",
@@ -135,7 +140,9 @@ def alert_text(topic: str, details: dict, account: TradingAccount | None) -> str
     if topic == "risk.breach":
         rule = str(details.get("rule") or "")
         lines.append(f"Rule: {escape(RULE_WORDS.get(rule, rule) or '-')}")
-    message = details.get("message") or details.get("reason")
+    message = details.get("message") or details.get("summary") or details.get("reason")
+    if details.get("signal_id"):
+        lines.append(f"Signal #{escape(str(details['signal_id']))}")
     if details.get("symbol"):
         lines.append(f"Symbol: {escape(str(details['symbol']))}")
     if message:
@@ -189,3 +196,12 @@ def pnl_swing_text(snapshot, *, start, move, minutes: int) -> str:
             f"({sign}{number(move)}, {share}% of equity {number(snapshot.equity)}) within {minutes} min",
         ]
     )
+
+
+def kill_switch_text(action: str, account: TradingAccount | None, account_id, *, by: str, reason: str) -> str:
+    lines = [f"<b>{SWITCH_TITLES[action]}</b> · {_account(account, account_id)}"]
+    if by:
+        lines.append(f"By {escape(by)}")
+    if reason:
+        lines.append(escape(reason))
+    return "\n".join(lines)

@@ -29,7 +29,7 @@ from tests.factories import (
 from trading.audit import Actor
 from trading.execution import account_health_set
 from trading.models import AuditEvent, Order
-from trading.services import order_transition, position_close
+from trading.services import account_set_trading_enabled, order_transition, position_close
 from trading.stream import stream_alert_down
 
 pytestmark = pytest.mark.django_db
@@ -315,3 +315,26 @@ def test_a_user_deactivated_after_queuing_gets_nothing(team):
     assert notifications_claim(max_chats=30) == []
     row = Notification.objects.get()
     assert (row.status, row.last_error) == (NS.FAILED, "recipient deactivated")
+
+
+def test_the_kill_switch_is_told_with_who_flipped_it(team):
+    account = TradingAccountFactory(name="main")
+    account_set_trading_enabled(account=account, enabled=False, actor=Actor.telegram(1, "alice"), reason="/botstop")
+    account_set_trading_enabled(account=account, enabled=True, actor=Actor.telegram(1, "alice"), reason="/botstart")
+
+    notifications_fanout()
+
+    texts = [row.text for row in queued(K.ALERT)[team["viewer"].telegram_id]]
+    assert "Kill switch ON" in texts[0] and "By alice" in texts[0]
+    assert "Kill switch off" in texts[1]
+
+
+def test_an_order_whose_outcome_is_unknown_is_told_as_an_error(team):
+    signal = SignalFactory(symbol="BTC/USDT:USDT")
+    publish("signals.outcome_unknown", signal, summary="entry tvabc: no answer from BingX, looking it up")
+
+    notifications_fanout()
+
+    [row] = queued(K.ALERT)[team["trader"].telegram_id]
+    assert "Order outcome unknown" in row.text
+    assert f"Signal #{signal.pk}" in row.text and "no answer from BingX" in row.text
