@@ -33,7 +33,9 @@ PREFERENCE_OF_KIND = {
     K.REPORT: "notify_reports",
 }
 APPROVER_ROLES = (TelegramUser.Role.ADMIN, TelegramUser.Role.TRADER)
-# A row "sending" for longer than this had its sender die (or hang) mid-request: it is sent again.
+# A row "sending" for longer than this had its sender die (or lose its database) mid-request: it is sent
+# again. Far longer than one request can take (PTB's timeouts: 5 s each), so a second bot process that
+# overlaps the first (a deploy) never takes over a message the first is still sending.
 SENDING_LEASE = timedelta(seconds=120)
 # Rows of one chat that wait together go out as one message (several fills, a placed SL and TPs), up to
 # Telegram's length limit. A card, or anything with buttons, always goes alone.
@@ -103,34 +105,29 @@ class Delivery:
     parts_sent: list[int] = field(default_factory=list)  # message ids of the parts Telegram accepted
 
 
-def _queued(now: datetime, *, recover_before: datetime | None) -> Q:
+def _queued(now: datetime) -> Q:
     """Pending rows (due or not: a row waiting for its retry holds back the later ones of its chat), and
-    rows a dead sender left ``sending``."""
-    stale = now - SENDING_LEASE
-    if recover_before is not None:
-        stale = max(stale, recover_before)
-    return Q(status=NS.PENDING) | Q(status=NS.SENDING, sending_at__lt=stale)
+    rows left ``sending`` longer than SENDING_LEASE (their sender died, or lost its database)."""
+    return Q(status=NS.PENDING) | Q(status=NS.SENDING, sending_at__lt=now - SENDING_LEASE)
 
 
 def notifications_claim(
     *,
     max_chats: int,
     skip_chats: Iterable[int] = (),
-    recover_before: datetime | None = None,
     scan_limit: int = 500,
 ) -> list[Delivery]:
     """Take the next message of up to ``max_chats`` chats (oldest first) and mark its rows ``sending``.
 
     ``skip_chats``: chats the sender may not write to yet (per-chat pace, retry_after). Rows left
-    ``sending`` by a dead sender (older than ``SENDING_LEASE``, or than ``recover_before``: this sender's
-    start, when it is the only one) are taken again and marked as possibly repeated.
+    ``sending`` longer than ``SENDING_LEASE`` are taken again and marked as possibly repeated.
     """
     now = timezone.now()
     deliveries: dict[int, Delivery] = {}
     with transaction.atomic():
         candidates = (
             Notification.objects.select_for_update(skip_locked=True)
-            .filter(_queued(now, recover_before=recover_before))
+            .filter(_queued(now))
             .exclude(chat_id__in=list(skip_chats))
             .order_by("id")[:scan_limit]
         )
@@ -149,7 +146,8 @@ def notifications_claim(
             if row.status == NS.PENDING and row.next_attempt_at is not None and row.next_attempt_at > now:
                 closed_chats.add(chat)  # waiting for its retry: the chat's later rows wait behind it
                 continue
-            text = f"{RESENT_NOTE}\n{row.text}" if row.status == NS.SENDING else row.text
+            resent = row.status == NS.SENDING and not row.text.startswith(RESENT_NOTE)
+            text = f"{RESENT_NOTE}\n{row.text}" if resent else row.text
             delivery = deliveries.get(chat)
             if delivery is None:
                 if len(deliveries) >= max_chats:
@@ -218,10 +216,20 @@ def signal_card_record(*, signal_id: int, telegram_user_id: int, chat_id: int, m
     return card
 
 
-def notification_mark_retry(*, delivery: Delivery, error: str, delay_seconds: float, remaining_text: str = "") -> None:
+def notification_mark_retry(
+    *, delivery: Delivery, error: str, delay_seconds: float, remaining_text: str = "", maybe_delivered: bool = False
+) -> None:
     """Back to pending, due after ``delay_seconds``. ``remaining_text``: the parts of a long message Telegram
-    has not taken yet (the parts it took are not sent again)."""
+    has not taken yet (the parts it took are not sent again). ``maybe_delivered`` (a timeout: Telegram may
+    have the message): the retry says it may be a repeat."""
     now = timezone.now()
+    if maybe_delivered:
+        for row in Notification.objects.filter(pk__in=delivery.ids, status=NS.SENDING):
+            if not row.text.startswith(RESENT_NOTE):
+                row.text = f"{RESENT_NOTE}\n{row.text}"
+                row.save(update_fields=["text"])
+        if remaining_text and not remaining_text.startswith(RESENT_NOTE):
+            remaining_text = f"{RESENT_NOTE}\n{remaining_text}"
     updates = {
         "status": NS.PENDING,
         "next_attempt_at": now + timedelta(seconds=delay_seconds),

@@ -20,10 +20,9 @@ import time
 import warnings
 from datetime import timedelta
 
-from django.utils import timezone
 from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application, ContextTypes
 
 from telegram_bot.db import db
@@ -144,8 +143,6 @@ class NotificationSender:
     def __init__(self, bot: Bot, *, limiter: RateLimiter | None = None) -> None:
         self.bot = bot
         self.limiter = limiter or RateLimiter()
-        # Rows left "sending" before this sender started were a dead sender's: taken again at once.
-        self.started_at = timezone.now()
         self._busy = asyncio.Lock()
 
     async def tick(self) -> int:
@@ -172,7 +169,6 @@ class NotificationSender:
         deliveries = await db(notifications_claim)(
             max_chats=OVERALL_PER_SPAN,
             skip_chats=self.limiter.busy_chats(TICK_SECONDS),
-            recover_before=self.started_at,
         )
         if not deliveries:
             return 0
@@ -223,9 +219,16 @@ class NotificationSender:
             logger.error("telegram: the bot token is refused: %s", error)
             await self._retry(delivery, parts, f"token refused: {error}", INVALID_TOKEN_PAUSE_SECONDS)
             return 0
-        except TelegramError as error:  # network error, timeout, 5xx: the message may or may not have arrived
+        except TelegramError as error:  # network error, timeout, 5xx
             logger.warning("telegram: sending %s failed, retrying: %s", delivery.ids, error)
-            await self._retry(delivery, parts, f"{type(error).__name__}: {error}", retry_delay(delivery.attempts))
+            # A timeout may come after Telegram took the message: the retry says it may be a repeat.
+            await self._retry(
+                delivery,
+                parts,
+                f"{type(error).__name__}: {error}",
+                retry_delay(delivery.attempts),
+                maybe_delivered=isinstance(error, TimedOut),
+            )
             return 0
         except Exception as error:  # never lose the row to a bug: it waits, visible in the admin
             logger.exception("sending notification %s failed", delivery.ids)
@@ -236,11 +239,17 @@ class NotificationSender:
         await db(notification_mark_sent)(delivery=delivery, message_id=message_id)
         return 1
 
-    async def _retry(self, delivery: Delivery, parts: list[str], error: str, seconds: float) -> None:
+    async def _retry(
+        self, delivery: Delivery, parts: list[str], error: str, seconds: float, *, maybe_delivered: bool = False
+    ) -> None:
         self.limiter.hold(delivery.chat_id, seconds)  # the chat's later rows wait behind this one
         remaining = "\n".join(parts[len(delivery.parts_sent) :]) if delivery.parts_sent else ""
         await db(notification_mark_retry)(
-            delivery=delivery, error=error, delay_seconds=seconds, remaining_text=remaining
+            delivery=delivery,
+            error=error,
+            delay_seconds=seconds,
+            remaining_text=remaining,
+            maybe_delivered=maybe_delivered,
         )
 
 

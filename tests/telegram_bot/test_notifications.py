@@ -15,7 +15,8 @@ from signals_app.models import Signal
 from signals_app.services import signal_transition
 from telegram_bot.models import Notification, NotificationCursor
 from telegram_bot.notifications.fanout import notifications_fanout, pnl_swings_notify
-from telegram_bot.notifications.outbox import notification_enqueue, notifications_claim
+from telegram_bot.notifications.outbox import notification_enqueue, notification_mark_retry, notifications_claim
+from telegram_bot.notifications.texts import RESENT_NOTE
 from tests.factories import (
     BalanceSnapshotFactory,
     OrderFactory,
@@ -338,3 +339,13 @@ def test_an_order_whose_outcome_is_unknown_is_told_as_an_error(team):
     [row] = queued(K.ALERT)[team["trader"].telegram_id]
     assert "Order outcome unknown" in row.text
     assert f"Signal #{signal.pk}" in row.text and "no answer from BingX" in row.text
+
+
+def test_a_message_that_timed_out_is_retried_saying_it_may_be_a_repeat(team):
+    notification_enqueue(kind=K.ALERT, dedupe_key="x", text="Stream down", users=[team["trader"]])
+    [delivery] = notifications_claim(max_chats=30)
+
+    notification_mark_retry(delivery=delivery, error="TimedOut", delay_seconds=0, maybe_delivered=True)
+    [again] = notifications_claim(max_chats=30)
+
+    assert again.text == f"{RESENT_NOTE}\nStream down"

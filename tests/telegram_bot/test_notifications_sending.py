@@ -240,14 +240,13 @@ def test_a_message_longer_than_telegram_allows_goes_in_parts_in_order(bot):
     assert on_bot(bot, rows)[0].message_id == calls[0]["result"]["message_id"]
 
 
-def test_a_message_left_sending_by_a_sender_that_died_is_sent_again_marked_as_a_possible_repeat(bot):
+def test_a_message_left_sending_longer_than_the_lease_is_sent_again_marked_as_a_possible_repeat(bot):
     """The crash between Telegram's answer and our "sent": delivery unknown, so at-least-once, and said."""
 
     def setup():
         user = TelegramTraderFactory()
         [text] = enqueue_each([user], 1, prefix="position closed")
-        before_this_sender = timezone.now() - timedelta(minutes=1)
-        Notification.objects.update(status=NS.SENDING, sending_at=before_this_sender, attempts=1)
+        Notification.objects.update(status=NS.SENDING, sending_at=timezone.now() - timedelta(minutes=3), attempts=1)
         return user, text
 
     user, text = on_bot(bot, setup)
@@ -259,8 +258,8 @@ def test_a_message_left_sending_by_a_sender_that_died_is_sent_again_marked_as_a_
     assert on_bot(bot, rows)[0].status == NS.SENT
 
 
-def test_a_message_this_sender_is_sending_is_not_taken_again(bot):
-    """A row marked "sending" by the running sender (its answer not recorded yet) is never sent twice."""
+def test_a_message_being_sent_is_not_taken_again(bot):
+    """A row "sending" (by this or another bot process, its answer not recorded yet) is not sent twice."""
 
     def setup():
         user = TelegramTraderFactory()
