@@ -175,7 +175,7 @@ class NotificationSender:
         results = await asyncio.gather(*(self._deliver(delivery) for delivery in deliveries), return_exceptions=True)
         for delivery, result in zip(deliveries, results, strict=True):
             if isinstance(result, BaseException):  # e.g. the database gone after Telegram's answer: the row
-                # stays "sending" and is sent again after SENDING_LEASE or a restart (at-least-once)
+                # stays "sending" and is sent again after SENDING_LEASE (at-least-once)
                 logger.error("notification %s: outcome not recorded", delivery.ids, exc_info=result)
         return sum(result for result in results if isinstance(result, int))
 
