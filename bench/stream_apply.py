@@ -410,6 +410,68 @@ async def run_phase(
     return result
 
 
+async def run_offered_phase(
+    name: str, stream, workload: Workload, events: int, warmup: int, rate: float, bingx
+) -> PhaseResult:
+    """Events offered at ``rate`` per second, open loop, to ``AccountStream``'s own applier loop: the reader's
+    part (gunzip, JSON, parse_event) then the queue, drained in bursts of up to BURST_EVENTS per transaction
+    (``AccountStream._burst``), the fills' follow-ups on the follow-up thread. The frames are made first (not
+    timed; the fake BingX is then ahead of the events, so a follow-up reads its later state). Latency: offered ->
+    its burst committed. Rate: events / (first offered -> last committed, follow-ups finished)."""
+    from trading.exchange.stream import parse_event
+    from trading.stream import AccountStream, stream_events_apply
+
+    frames: list[Frame] = []
+    while len(frames) < warmup + events:
+        frames += await stream.sync(workload.batch)
+    result = PhaseResult(name, 1)
+    queue: asyncio.Queue = asyncio.Queue()
+    done = object()
+    loop = asyncio.get_running_loop()
+
+    async def offer() -> None:
+        began = loop.time()
+        for number, frame in enumerate(frames):
+            due = began + number / rate
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            offered = time.perf_counter()
+            event = parse_event(json.loads(gzip.decompress(frame.data).decode()))
+            queue.put_nowait((number, frame.kind, offered, event))
+        queue.put_nowait(done)
+
+    async def apply() -> None:
+        counted_from = None
+        while True:
+            first = await queue.get()
+            if first is done:
+                break
+            burst = AccountStream._burst(first, queue)
+            items, ended = burst if burst is not None else ([], True)
+            real = [item for item in items if item is not done]
+            await stream.sync(
+                stream_events_apply, account=workload.account, events=[e for *_, e in real], memory=stream.memory
+            )
+            committed = time.perf_counter()
+            for number, kind, offered, _ in real:
+                if number < warmup:
+                    continue
+                if counted_from is None:
+                    counted_from = offered
+                result.samples.append((kind, committed - offered))
+            if ended or len(real) < len(items):
+                break
+        await stream.follow_ups_done()
+        result.busy_seconds = time.perf_counter() - (counted_from or time.perf_counter())
+
+    requests_before = _requests(bingx)
+    cpu_started = time.process_time()
+    await asyncio.gather(offer(), apply())
+    result.cpu_seconds = time.process_time() - cpu_started
+    result.rest_calls = _requests(bingx) - requests_before
+    return result
+
+
 def _requests(bingx) -> int:
     with bingx.state.lock:
         return len(bingx.state.requests)
@@ -747,6 +809,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--accounts", type=int, default=4, help="accounts applied at once in the parallel phase (default 4; 1: none)"
     )
     parser.add_argument("--warmup", type=int, default=500, help="events applied first per phase, not counted")
+    parser.add_argument(
+        "--offered",
+        type=float,
+        nargs="*",
+        default=[2000.0],
+        help="rates (events/s) offered open loop to one account's applier, one phase each (default 2000)",
+    )
     parser.add_argument("--no-listener", action="store_true", help="no channel-layer subscriber (nobody listening)")
     parser.add_argument("--profile", action="store_true", help="print the cProfile slice even when targets are met")
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {DB_NAME} database for inspection")
@@ -833,6 +902,16 @@ async def measure(bingx, accounts: dict[str, tuple], args: argparse.Namespace) -
             name = f"{args.accounts} accounts, queued"
             out["phases"].append(
                 await run_phase(name, streams, workloads, args.events, args.warmup, bingx, queued=True)
+            )
+        for rate in args.offered:
+            print(
+                f"  one account, offered at {rate:,.0f} events/s: {args.warmup} + {args.events} events ...", flush=True
+            )
+            streams, workloads = streams_for([f"bench-offered-{rate:g}"])
+            out["phases"].append(
+                await run_offered_phase(
+                    f"1 account, {rate:,.0f}/s offered", streams[0], workloads[0], args.events, args.warmup, rate, bingx
+                )
             )
         print(f"  breakdown: {BREAKDOWN_EVENTS} events on a fresh account, stages timed ...", flush=True)
         streams, workloads = streams_for(["bench-stages"])
@@ -935,7 +1014,8 @@ def main(argv: list[str] | None = None) -> int:
                 "bench-burst",
                 *[f"bench-burst-{i}" for i in parallel],
             ]
-            accounts = setup_accounts(bingx, [*names, "bench-stages", "bench-profile"], captured)
+            offered = [f"bench-offered-{rate:g}" for rate in args.offered]
+            accounts = setup_accounts(bingx, [*names, *offered, "bench-stages", "bench-profile"], captured)
             out = asyncio.run(measure(bingx, accounts, args))
             time.sleep(0.5)  # the publisher's last batch (it sends every 20 ms)
             print(f"  floor: {FLOOR_ROUNDS} raw psycopg round trips and transactions ...", flush=True)

@@ -40,7 +40,7 @@ from trading.markets import markets_catalog
 from trading.models import BalanceSnapshot, Fill, Order, Position, PositionMode, TradingAccount, TradingMode
 from trading.precision import round_amount_down
 from trading.rules import ORDER_TRANSITIONS
-from trading.services import order_for_leg, order_transition, position_close, signal_of
+from trading.services import account_positions_lock, order_for_leg, order_transition, position_close, signal_of
 from trading.symbol_settings import symbol_settings_ensure
 from trading.transitions import transition_stage
 
@@ -701,6 +701,7 @@ def _positions_match(
     now = timezone.now()
     result = {}
     with transaction.atomic():
+        account_positions_lock(account)
         ours = Position.objects.select_for_update().filter(account=account, status=Position.Status.OPEN)
         if symbols is not None:
             ours = ours.filter(symbol__in=symbols)

@@ -39,16 +39,37 @@ def signal_of(origin):
     return origin if hasattr(origin, "_meta") else None
 
 
+def account_positions_lock(account: TradingAccount) -> None:
+    """Take the account's lock for writing its positions, until the transaction ends.
+
+    Writers that lock several of an account's rows at once (the stream's bursts: orders, then positions;
+    ``positions_sync``: positions, then a close or an insert) take it first, so they wait for each other
+    instead of deadlocking: with the stream's follow-ups on their own thread, the poller and the resync,
+    several of them run at once. Plain reads of the account are not blocked (PostgreSQL's MVCC).
+    """
+    list(TradingAccount.objects.select_for_update().filter(pk=account.pk).values_list("pk", flat=True))
+
+
 def position_close(*, position: Position, reason: str, actor: Actor, realized_pnl=None) -> bool:
     """Mark a position closed with its cause; closing a closed position is a no-op."""
+    return apply_transition(
+        position,
+        to=Position.Status.CLOSED,
+        table=POSITION_TRANSITIONS,
+        actor=actor,
+        reason=reason,
+        changes=position_close_changes(reason=reason, realized_pnl=realized_pnl),
+    )
+
+
+def position_close_changes(*, reason: str, realized_pnl=None) -> dict:
+    """What closing a position sets besides its status (for ``position_close`` and the stream's bursts)."""
     if reason not in Position.CloseReason.values:
         raise ValueError(f"'{reason}' is not a close reason; accepted: {', '.join(Position.CloseReason.values)}.")
     changes = {"closed_at": timezone.now(), "close_reason": reason, "qty": 0, "unrealized_pnl": 0}
     if realized_pnl is not None:
         changes["realized_pnl"] = realized_pnl
-    return apply_transition(
-        position, to=Position.Status.CLOSED, table=POSITION_TRANSITIONS, actor=actor, reason=reason, changes=changes
-    )
+    return changes
 
 
 def account_set_api_credentials(*, account: TradingAccount, api_key: str, api_secret: str, actor: Actor) -> None:

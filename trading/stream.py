@@ -56,6 +56,7 @@ from trading.execution import (
 )
 from trading.models import Order, StreamState, TradingAccount
 from trading.resync import ResyncBusy, resync_account
+from trading.services import account_positions_lock
 from trading.stream_apply import BurstOutcome, BurstWriter, account_update_digest
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,7 @@ def stream_events_apply(
 def _burst_apply(account: TradingAccount, events: list[StreamEvent], memory: StreamMemory | None) -> BurstOutcome:
     outcome = BurstOutcome()
     with transaction.atomic():
+        account_positions_lock(account)  # first, as every writer of several of its rows (no deadlocks)
         writer = BurstWriter(account, outcome)
         writer.orders_lock([event for event in events if isinstance(event, OrderUpdate)])
         alive = False

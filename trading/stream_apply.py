@@ -32,8 +32,8 @@ from trading.execution import (
     LIQUIDATION_ORDER_TYPE,
     close_reason_for,
     order_advance,
-    position_close_recorded,
     position_open_or_update,
+    position_realized_pnl,
 )
 from trading.models import (
     AuditEvent,
@@ -45,6 +45,9 @@ from trading.models import (
     SymbolProfile,
     TradingAccount,
 )
+from trading.rules import POSITION_TRANSITIONS
+from trading.services import position_close_changes
+from trading.transitions import transition_stage
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +81,8 @@ class BurstWriter:
         self.dirty_orders: dict[int, tuple[Order, set[str]]] = {}
         self.events: list[AuditEvent] = []
         self._positions: dict[tuple[str, str], Position] | None = None
-        self.dirty_positions: dict[int, Position] = {}
+        self.dirty_positions: dict[int, tuple[Position, set[str]]] = {}
+        self.closed_unwritten: set[tuple[str, str]] = set()  # positions closed in memory, not written yet
         self._stream_state: StreamState | None = None
 
     # --- orders ----------------------------------------------------------------------------------------
@@ -111,7 +115,6 @@ class BurstWriter:
             order = self.orders.get(f"c:{state.client_order_id}")
         if order is not None or not state.exchange_order_id:
             return order
-        self.flush()  # recording an order placed elsewhere reads positions and writes on its own
         created = order_external_record(account=self.account, update=update)
         if created is None:
             return None
@@ -128,7 +131,7 @@ class BurstWriter:
         increase = state.filled_qty - order.filled_qty
         if increase > 0 and update.last_qty and increase != update.last_qty:
             # Trades were missed (a gap): this event's rp covers only its own, REST has the order's total.
-            self.flush()
+            self.flush_fills()
             state = _rest_state(order) or state
         before = order.status
         advance = order_advance(
@@ -153,7 +156,7 @@ class BurstWriter:
             self._know(order)
 
     def _realized_recorded(self, order: Order) -> Decimal:
-        self.flush()
+        self.flush_fills()
         return order.fills.aggregate(total=Sum("realized_pnl"))["total"] or ZERO
 
     # --- account updates -------------------------------------------------------------------------------
@@ -192,9 +195,9 @@ class BurstWriter:
         if reported.qty == 0:
             if position is None:
                 return False
-            self.flush()  # its cause and realized PnL are read from the fills
             del positions[key]
-            return position_close_recorded(position=position, reason=close_cause(position), actor=STREAM)
+            self.closed_unwritten.add(key)
+            return self._position_close(position)
         fields = {
             "qty": reported.qty,
             "entry_price": reported.entry_price,
@@ -202,7 +205,8 @@ class BurstWriter:
             "margin_mode": reported.margin_mode,
         }
         if position is None:
-            self.flush()
+            if key in self.closed_unwritten:
+                self.flush()  # the one-open-position constraint must see the old one closed first
             profile = SymbolProfile.objects.filter(account=self.account, symbol=reported.symbol).first()
             positions[key] = position_open_or_update(
                 account=self.account,
@@ -217,37 +221,75 @@ class BurstWriter:
             return False
         for name, value in fields.items():
             setattr(position, name, value)
+        self._position_dirty(position, POSITION_FIELDS)
+        return True
+
+    def _position_dirty(self, position: Position, fields) -> None:
         position.updated_at = timezone.now()
-        self.dirty_positions[position.pk] = position
+        _, dirty = self.dirty_positions.setdefault(position.pk, (position, set()))
+        dirty.update(fields)
+        dirty.add("updated_at")
+
+    def _position_close(self, position: Position) -> bool:
+        """Closed on BingX: its cause and realized PnL come from the fills that closed it (written first)."""
+        self.flush_fills()
+        reason = close_cause(position)
+        realized = position_realized_pnl(position)
+        staged = transition_stage(
+            position,
+            to=Position.Status.CLOSED,
+            table=POSITION_TRANSITIONS,
+            actor=STREAM,
+            reason=reason,
+            changes=position_close_changes(reason=reason, realized_pnl=realized),
+        )
+        if staged is None:
+            return False
+        self._position_dirty(position, staged.fields)
+        self.events.append(staged.event)
+        publish(
+            "positions.closed",
+            None,
+            account_id=position.account_id,
+            position_id=position.pk,
+            symbol=position.symbol,
+            side=position.side,
+            cause=reason,
+            realized_pnl=str(realized),
+        )
         return True
 
     # --- writing -----------------------------------------------------------------------------------------
 
+    def flush_fills(self) -> None:
+        """Write the new fills (what a close's cause and realized PnL, and a gap's REST check, are read from)."""
+        if not self.fills:
+            return
+        keys = [fill.exchange_trade_id for fill, _ in self.fills]
+        stored = set(Fill.objects.filter(exchange_trade_id__in=keys).values_list("exchange_trade_id", flat=True))
+        new = []
+        for fill, payload in self.fills:
+            if fill.exchange_trade_id in stored:
+                continue
+            stored.add(fill.exchange_trade_id)
+            new.append(fill)
+            publish("orders.executed", payload.pop("signal"), **payload)
+        Fill.objects.bulk_create(new)
+        self.fills = []
+
     def flush(self) -> None:
         """Write what is pending: new fills, changed orders, their audit rows, changed positions."""
-        if self.fills:
-            keys = [fill.exchange_trade_id for fill, _ in self.fills]
-            stored = set(Fill.objects.filter(exchange_trade_id__in=keys).values_list("exchange_trade_id", flat=True))
-            new = []
-            for fill, payload in self.fills:
-                if fill.exchange_trade_id in stored:
-                    continue
-                stored.add(fill.exchange_trade_id)
-                new.append(fill)
-                publish("orders.executed", payload.pop("signal"), **payload)
-            Fill.objects.bulk_create(new)
-            self.fills = []
-        if self.dirty_orders:
-            rows = [order for order, _ in self.dirty_orders.values()]
-            fields = sorted(set().union(*(fields for _, fields in self.dirty_orders.values())))
-            Order.objects.bulk_update(rows, fields)
-            self.dirty_orders = {}
+        self.flush_fills()
+        for order, fields in self.dirty_orders.values():
+            _row_update(Order, order, fields)
+        self.dirty_orders = {}
+        for position, fields in self.dirty_positions.values():
+            _row_update(Position, position, fields)
+        self.dirty_positions = {}
+        self.closed_unwritten.clear()
         if self.events:
             AuditEvent.objects.bulk_create(self.events)
             self.events = []
-        if self.dirty_positions:
-            Position.objects.bulk_update(list(self.dirty_positions.values()), [*POSITION_FIELDS, "updated_at"])
-            self.dirty_positions = {}
 
     def finish(self) -> BalanceSnapshot | None:
         """Flush, save the stream state, and take the burst's balance snapshot (the last wallet pushed)."""
@@ -257,6 +299,12 @@ class BurstWriter:
         if self.outcome.wallet is None:
             return None
         return balance_from_wallet(self.account, self.outcome.wallet, self._open_positions().values())
+
+
+def _row_update(model, row, fields) -> None:
+    """One UPDATE of the changed fields of a row the burst holds locked. (``bulk_update``'s CASE expressions
+    cost more Python than the few rows of a burst save in round trips.)"""
+    model.objects.filter(pk=row.pk).update(**{name: getattr(row, name) for name in fields})
 
 
 def _executed_payload(account: TradingAccount, order: Order, fill: Fill) -> dict[str, Any]:

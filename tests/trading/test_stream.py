@@ -420,6 +420,20 @@ def test_the_follow_ups_of_a_burst_read_positions_and_balance_once_and_close_eac
 
 
 @pytest.mark.django_db
+def test_a_position_closed_and_opened_again_in_one_burst_is_two_positions(by_hand, on_bingx, bingx, account):
+    by_hand.create_order(BTC, "market", "buy", 0.01)
+    by_hand.create_order(BTC, "market", "sell", 0.01, None, {"reduceOnly": True})
+    by_hand.create_order(BTC, "market", "buy", 0.02)
+
+    stream_events_apply(
+        account=account, events=[parse_event(raw) for raw in on_bingx.events], memory=StreamMemory(account.pk)
+    )
+
+    positions = Position.objects.order_by("pk").values_list("status", "qty", "close_reason")
+    assert list(positions) == [("closed", Decimal("0"), "manual"), ("open", Decimal("0.02"), "")]
+
+
+@pytest.mark.django_db
 def test_a_bad_event_in_a_burst_costs_no_other_and_is_logged(round_trip, account, monkeypatch, caplog):
     good = round_trip
     first = next(event for event in good if hasattr(event, "order"))
