@@ -519,11 +519,12 @@ class Hooks:
         ("trading.stream_apply", "BurstWriter.orders_lock", "lock the burst's orders (one query)"),
         ("trading.stream_apply", "BurstWriter.order_event", "order event"),
         ("trading.stream_apply", "BurstWriter.account_event", "account event"),
-        ("trading.stream_apply", "BurstWriter.flush", "write fills, orders, audit rows, positions (bulk)"),
+        ("trading.stream_apply", "BurstWriter.flush", "write fills, orders, audit rows, positions"),
         ("trading.stream_apply", "BurstWriter.finish", "finish (stream state, balance snapshot)"),
         ("trading.stream_apply", "order_advance", "order_advance (order_apply's rule, in memory)"),
         ("trading.stream_apply", "order_external_record", "record an order placed elsewhere"),
-        ("trading.stream_apply", "position_close_recorded", "close a position (cause, realized PnL)"),
+        ("trading.stream_apply", "BurstWriter._position_close", "close a position (cause, realized PnL)"),
+        ("trading.stream_apply", "BurstWriter.flush_fills", "write the new fills (bulk)"),
         ("trading.stream_apply", "position_open_or_update", "open a position"),
         ("trading.stream_apply", "balance_from_wallet", "balance snapshot"),
         ("trading.stream_apply", "publish", "publish (hand-over on commit)"),
@@ -816,6 +817,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[2000.0],
         help="rates (events/s) offered open loop to one account's applier, one phase each (default 2000)",
     )
+    parser.add_argument(
+        "--offered-only", action="store_true", help="only the offered-rate phases (and the floor): a quick look"
+    )
     parser.add_argument("--no-listener", action="store_true", help="no channel-layer subscriber (nobody listening)")
     parser.add_argument("--profile", action="store_true", help="print the cProfile slice even when targets are met")
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {DB_NAME} database for inspection")
@@ -879,10 +883,12 @@ async def measure(bingx, accounts: dict[str, tuple], args: argparse.Namespace) -
 
     out: dict = {"phases": []}
     try:
-        print(f"  one account, sequential: {args.warmup} warm-up + {args.events} events ...", flush=True)
-        streams, workloads = streams_for(["bench-seq"])
-        out["phases"].append(await run_phase("1 account", streams, workloads, args.events, args.warmup, bingx))
-        if args.accounts > 1:
+        sequential = not args.offered_only
+        if sequential:
+            print(f"  one account, sequential: {args.warmup} warm-up + {args.events} events ...", flush=True)
+            streams, workloads = streams_for(["bench-seq"])
+            out["phases"].append(await run_phase("1 account", streams, workloads, args.events, args.warmup, bingx))
+        if sequential and args.accounts > 1:
             names = [f"bench-par-{i}" for i in range(args.accounts)]
             print(
                 f"  {args.accounts} accounts at once: {args.warmup} warm-up + {args.events} events in all ...",
@@ -891,12 +897,13 @@ async def measure(bingx, accounts: dict[str, tuple], args: argparse.Namespace) -
             streams, workloads = streams_for(names)
             name = f"{args.accounts} accounts at once"
             out["phases"].append(await run_phase(name, streams, workloads, args.events, args.warmup, bingx))
-        print(f"  one account, events queued (bursts): {args.warmup} warm-up + {args.events} events ...", flush=True)
-        streams, workloads = streams_for(["bench-burst"])
-        out["phases"].append(
-            await run_phase("1 account, queued", streams, workloads, args.events, args.warmup, bingx, queued=True)
-        )
-        if args.accounts > 1:
+        if sequential:
+            print(f"  one account, events queued (bursts): {args.warmup} + {args.events} events ...", flush=True)
+            streams, workloads = streams_for(["bench-burst"])
+            out["phases"].append(
+                await run_phase("1 account, queued", streams, workloads, args.events, args.warmup, bingx, queued=True)
+            )
+        if sequential and args.accounts > 1:
             names = [f"bench-burst-{i}" for i in range(args.accounts)]
             streams, workloads = streams_for(names)
             name = f"{args.accounts} accounts, queued"
@@ -913,31 +920,32 @@ async def measure(bingx, accounts: dict[str, tuple], args: argparse.Namespace) -
                     f"1 account, {rate:,.0f}/s offered", streams[0], workloads[0], args.events, args.warmup, rate, bingx
                 )
             )
-        print(f"  breakdown: {BREAKDOWN_EVENTS} events on a fresh account, stages timed ...", flush=True)
-        streams, workloads = streams_for(["bench-stages"])
-        for stream in streams:  # follow-ups on the applier's thread, so the stage timers see them
-            stream.memory.follow_ups = None
-        await run_phase("warm-up", streams, workloads, 1, 0, bingx)  # this thread's ccxt client and connection
-        hooks = Hooks()
-        hooks.install()
-        try:
-            out["breakdown"] = (
-                hooks,
-                await run_phase("stages", streams, workloads, BREAKDOWN_EVENTS, 0, bingx, hooks),
-            )
-        finally:
-            hooks.uninstall()
-        if args.profile or not targets_met(out["phases"]):
-            print(f"  cProfile: {PROFILE_EVENTS} events on a fresh account ...", flush=True)
-            streams, workloads = streams_for(["bench-profile"])
-            for stream in streams:
+        if sequential:  # the breakdown and the profile are of the one-at-a-time path
+            print(f"  breakdown: {BREAKDOWN_EVENTS} events on a fresh account, stages timed ...", flush=True)
+            streams, workloads = streams_for(["bench-stages"])
+            for stream in streams:  # follow-ups on the applier's thread, so the stage timers see them
                 stream.memory.follow_ups = None
-            await run_phase("warm-up", streams, workloads, 1, 0, bingx)
-            profiled = Profiled()
-            out["profile"] = (
-                profiled,
-                await run_phase("profile", streams, workloads, PROFILE_EVENTS, 0, bingx, profiled),
-            )
+            await run_phase("warm-up", streams, workloads, 1, 0, bingx)  # this thread's ccxt client and connection
+            hooks = Hooks()
+            hooks.install()
+            try:
+                out["breakdown"] = (
+                    hooks,
+                    await run_phase("stages", streams, workloads, BREAKDOWN_EVENTS, 0, bingx, hooks),
+                )
+            finally:
+                hooks.uninstall()
+            if args.profile or not targets_met(out["phases"]):
+                print(f"  cProfile: {PROFILE_EVENTS} events on a fresh account ...", flush=True)
+                streams, workloads = streams_for(["bench-profile"])
+                for stream in streams:
+                    stream.memory.follow_ups = None
+                await run_phase("warm-up", streams, workloads, 1, 0, bingx)
+                profiled = Profiled()
+                out["profile"] = (
+                    profiled,
+                    await run_phase("profile", streams, workloads, PROFILE_EVENTS, 0, bingx, profiled),
+                )
     finally:
         for stream in opened:
             await stream._release()  # closes the worker thread's database connection
@@ -1031,8 +1039,9 @@ def main(argv: list[str] | None = None) -> int:
         print("Floor (raw psycopg, one connection, same database; per operation)")
         for label, seconds in floor.items():
             print(f"  {label:<42} {seconds * 1000:>7.3f} ms  ({1 / seconds:,.0f}/s)")
-        hooks, stages = out["breakdown"]
-        report_breakdown(hooks, stages)
+        if "breakdown" in out:
+            hooks, stages = out["breakdown"]
+            report_breakdown(hooks, stages)
         if "profile" in out:
             profiled, profile_phase = out["profile"]
             report_profile(profiled, profile_phase.events)
