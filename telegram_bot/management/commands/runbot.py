@@ -46,6 +46,8 @@ class Command(BaseCommand):
             raise CommandError("TELEGRAM_BOT_TOKEN is empty: set it to the token from @BotFather to run the bot.")
         # httpx logs each request URL at INFO, and a Bot API URL contains the token.
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        # APScheduler (PTB's job queue) logs every run of the 1-second jobs at INFO: noise that hides the rest.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         for handler in logging.getLogger().handlers:
             handler.addFilter(TokenRedactingFilter(settings.TELEGRAM_BOT_TOKEN))
         added = telegram_users_bootstrap_admins(telegram_ids=settings.TELEGRAM_ADMIN_IDS, actor=Actor.system("runbot"))
