@@ -31,6 +31,7 @@ from telegram_bot.cards import (
     signal_card_view,
 )
 from telegram_bot.models import SignalCard, TelegramUser
+from telegram_bot.notifications.outbox import signal_card_record
 from trading.audit import audit_record
 from trading.models import AuditEvent
 from trading.transitions import InvalidTransition
@@ -82,17 +83,14 @@ class CardUpdate:
 
 
 def signal_card_remember(*, signal: Signal, telegram_user: TelegramUser, chat_id: int, message_id: int) -> SignalCard:
-    """Note where a signal's card was sent (one per chat: a re-sent card replaces the older one)."""
-    card, _ = SignalCard.objects.update_or_create(
-        signal=signal,
+    """Note where a signal's card, rendered as it is now, was sent (a re-sent card replaces the older one)."""
+    return signal_card_record(
+        signal_id=signal.pk,
+        telegram_user_id=telegram_user.pk,
         chat_id=chat_id,
-        defaults={
-            "telegram_user": telegram_user,
-            "message_id": message_id,
-            "state": SignalCard.State.CLOSED if signal_card_is_final(signal) else SignalCard.State.OPEN,
-        },
+        message_id=message_id,
+        state=SignalCard.State.CLOSED if signal_card_is_final(signal) else SignalCard.State.OPEN,
     )
-    return card
 
 
 def signal_card_render(signal: Signal, *, note: str = "") -> CardView:

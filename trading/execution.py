@@ -178,7 +178,7 @@ def order_apply(
             actor=actor,
             trade_qty=trade_qty,
             trade_realized_pnl=trade_realized_pnl,
-            realized_recorded=_realized_recorded,
+            realized_recorded=order_realized_recorded,
         )
         if advance.fill is not None:
             fill = advance.fill
@@ -291,7 +291,8 @@ def _copy_row(source: Order, target: Order) -> None:
     target.__dict__.pop("_prefetched_objects_cache", None)
 
 
-def _realized_recorded(order: Order) -> Decimal:
+def order_realized_recorded(order: Order) -> Decimal:
+    """The realized PnL of the order's fills recorded so far."""
     return sum(order.fills.values_list("realized_pnl", flat=True), ZERO)
 
 
@@ -516,7 +517,7 @@ def close_execute(
             raise ExecutionFailed(f"close of {position.side} {position.symbol} is {order.status} on BingX, not filled")
         report.orders.append(order)
         report.filled_qty += order.filled_qty
-        report.realized_pnl += _realized_recorded(order)
+        report.realized_pnl += order_realized_recorded(order)
         if qty >= position.qty:
             _protective_cancel(account=account, symbol=position.symbol, side=position.side, client=client, actor=actor)
     positions_sync(account=account, symbol=signal.symbol, client=client, reason=reason, actor=actor)
@@ -756,6 +757,12 @@ def position_close_recorded(*, position: Position, reason: str, actor: Actor = E
     realized = position_realized_pnl(position)
     if not position_close(position=position, reason=reason, actor=actor, realized_pnl=realized):
         return False
+    position_closed_announce(position=position, reason=reason, realized_pnl=realized)
+    return True
+
+
+def position_closed_announce(*, position: Position, reason: str, realized_pnl: Decimal) -> None:
+    """``positions.closed`` (after commit) for a position closed on BingX, with its cause and realized PnL."""
     publish(
         "positions.closed",
         None,
@@ -764,9 +771,8 @@ def position_close_recorded(*, position: Position, reason: str, actor: Actor = E
         symbol=position.symbol,
         side=position.side,
         cause=reason,
-        realized_pnl=str(realized),
+        realized_pnl=str(realized_pnl),
     )
-    return True
 
 
 def position_fields(account: TradingAccount, state: ExchangePosition) -> dict[str, object]:
@@ -895,9 +901,9 @@ def orders_filled_follow_up(
             raise
         held = None  # after entries only: the poller, the stream and the resync read the positions again
         logger.warning("positions of %s not read after the entries: %s", account.name, error)
-    for symbol, sides in closed_sides.items():
+    for symbol, sides in closed_sides.items():  # with closes, ``held`` was read (or we raised above)
         for side in sides:
-            if held is not None and (symbol, side) not in held:
+            if (symbol, side) not in held:
                 _protective_cancel(account=account, symbol=symbol, side=side, client=client, actor=actor)
     by_symbol: dict[str, list[Order]] = {}
     for order in placed:

@@ -546,50 +546,48 @@ def _position_view(position: Position) -> dict[str, object]:
 
 
 def _position_update_fix(context: _Context, position_pk: int, state: ExchangePosition) -> Callable[[], bool]:
-    def fix() -> bool:
-        with transaction.atomic():
-            position = Position.objects.select_for_update().get(pk=position_pk)
-            if position.status != Position.Status.OPEN or position.updated_at > context.started:
-                return False
-            before = _position_view(position)
-            fields = position_fields(context.account, state)
-            for name, value in fields.items():
-                setattr(position, name, value)
-            position.save(update_fields=[*fields, "updated_at"])
-            audit_record(
-                actor=context.actor,
-                action="resync.position",
-                instance=position,
-                before=before,
-                after=_position_view(position),
-                reason="differed from BingX",
-            )
-        return True
+    def change(position: Position) -> None:
+        fields = position_fields(context.account, state)
+        for name, value in fields.items():
+            setattr(position, name, value)
+        position.save(update_fields=[*fields, "updated_at"])
 
-    return fix
+    return _position_fix(context, position_pk, change, action="resync.position", reason="differed from BingX")
 
 
 def _position_close_fix(context: _Context, position_pk: int) -> Callable[[], bool]:
+    def change(position: Position) -> None:
+        position_close(
+            position=position,
+            reason=Position.CloseReason.RECONCILIATION,
+            actor=context.actor,
+            realized_pnl=position_realized_pnl(position),
+        )
+        position.refresh_from_db()
+
+    return _position_fix(context, position_pk, change, action="resync.position_gone", reason="no longer open on BingX")
+
+
+def _position_fix(
+    context: _Context, position_pk: int, change: Callable[[Position], None], *, action: str, reason: str
+) -> Callable[[], bool]:
+    """A correction of an open position, made under its lock and audited; skipped (False) when the position
+    closed or changed since the resync read it."""
+
     def fix() -> bool:
         with transaction.atomic():
             position = Position.objects.select_for_update().get(pk=position_pk)
             if position.status != Position.Status.OPEN or position.updated_at > context.started:
                 return False
             before = _position_view(position)
-            position_close(
-                position=position,
-                reason=Position.CloseReason.RECONCILIATION,
-                actor=context.actor,
-                realized_pnl=position_realized_pnl(position),
-            )
-            position.refresh_from_db()
+            change(position)
             audit_record(
                 actor=context.actor,
-                action="resync.position_gone",
+                action=action,
                 instance=position,
                 before=before,
                 after=_position_view(position),
-                reason="no longer open on BingX",
+                reason=reason,
             )
         return True
 

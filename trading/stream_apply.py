@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Q
 from django.utils import timezone
 
 from signals_app.events import publish
@@ -32,6 +32,8 @@ from trading.execution import (
     LIQUIDATION_ORDER_TYPE,
     close_reason_for,
     order_advance,
+    order_realized_recorded,
+    position_closed_announce,
     position_open_or_update,
     position_realized_pnl,
 )
@@ -157,7 +159,7 @@ class BurstWriter:
 
     def _realized_recorded(self, order: Order) -> Decimal:
         self.flush_fills()
-        return order.fills.aggregate(total=Sum("realized_pnl"))["total"] or ZERO
+        return order_realized_recorded(order)
 
     # --- account updates -------------------------------------------------------------------------------
 
@@ -247,16 +249,7 @@ class BurstWriter:
             return False
         self._position_dirty(position, staged.fields)
         self.events.append(staged.event)
-        publish(
-            "positions.closed",
-            None,
-            account_id=position.account_id,
-            position_id=position.pk,
-            symbol=position.symbol,
-            side=position.side,
-            cause=reason,
-            realized_pnl=str(realized),
-        )
+        position_closed_announce(position=position, reason=reason, realized_pnl=realized)
         return True
 
     # --- writing -----------------------------------------------------------------------------------------

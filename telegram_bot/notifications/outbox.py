@@ -201,17 +201,18 @@ def notification_mark_sent(*, delivery: Delivery, message_id: int) -> None:
             )
 
 
-def signal_card_record(*, signal_id: int, telegram_user_id: int, chat_id: int, message_id: int) -> SignalCard:
+def signal_card_record(
+    *, signal_id: int, telegram_user_id: int, chat_id: int, message_id: int, state: str = SignalCard.State.OPEN
+) -> SignalCard:
     """Where the card of ``signal_id`` now is in ``chat_id``: the newest copy is the one edited later.
 
-    Always recorded open, even if the signal was decided while the card was on its way: the message does
-    show the buttons, and B's refresh job (``approval.signal_cards_refresh_due``) turns an open card of a
-    decided signal into its final text within seconds. (``approval.signal_card_remember`` would record it
-    closed and leave the buttons up.)"""
+    The sender records it open, even if the signal was decided while the card was on its way: the message does
+    show the buttons, and the refresh job (``approval.signal_cards_refresh_due``) turns an open card of a
+    decided signal into its final text within seconds. A card re-sent already final (``approval``) is closed."""
     card, _ = SignalCard.objects.update_or_create(
         signal_id=signal_id,
         chat_id=chat_id,
-        defaults={"telegram_user_id": telegram_user_id, "message_id": message_id, "state": SignalCard.State.OPEN},
+        defaults={"telegram_user_id": telegram_user_id, "message_id": message_id, "state": state},
     )
     return card
 
