@@ -19,7 +19,7 @@ from django.utils import timezone
 from trading.audit import Actor
 from trading.models import BalanceSnapshot, Fill, Order, Position, TradingAccount
 from trading.precision import round_amount_down
-from trading.selectors import balance_latest, position_list_open
+from trading.selectors import balance_latest, dry_run_wallet_opening, position_list_open
 from trading.services import order_for_leg, order_transition, position_close, signal_of
 
 ZERO = Decimal("0")
@@ -57,10 +57,9 @@ def wallet_ensure(*, account: TradingAccount) -> BalanceSnapshot:
     latest = balance_latest(account=account)
     if latest is not None:
         return latest
-    start = settings.DRY_RUN_STARTING_EQUITY
-    return BalanceSnapshot.objects.create(
-        account=account, equity=start, available=start, wallet_balance=start, taken_at=timezone.now()
-    )
+    opening = dry_run_wallet_opening(account=account)
+    opening.save(force_insert=True)
+    return opening
 
 
 def _wallet_update(*, account: TradingAccount, fee: Decimal, realized: Decimal, margin_change: Decimal) -> None:

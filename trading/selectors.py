@@ -7,9 +7,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Count, F, Max, Q, Sum
+from django.utils import timezone
 
-from trading.models import BalanceSnapshot, Fill, Order, Position, RiskLimits, SymbolProfile, TradingAccount
+from trading.models import (
+    BalanceSnapshot,
+    Fill,
+    Order,
+    Position,
+    RiskLimits,
+    SymbolProfile,
+    TradingAccount,
+    TradingMode,
+)
 from trading.risk import AccountState, RiskLimitsView, SymbolView
 
 COUNTED_ENTRY_STATUSES = (
@@ -70,6 +81,15 @@ def balance_latest(*, account: TradingAccount) -> BalanceSnapshot | None:
     return BalanceSnapshot.objects.filter(account=account).order_by("-taken_at", "-id").first()
 
 
+def dry_run_wallet_opening(*, account: TradingAccount) -> BalanceSnapshot:
+    """A dry-run wallet as it opens, at DRY_RUN_STARTING_EQUITY (unsaved: ``dry_run.wallet_ensure`` stores it on
+    the first trade, and the risk checks of that first trade count on it)."""
+    start = Decimal(settings.DRY_RUN_STARTING_EQUITY)
+    return BalanceSnapshot(
+        account=account, equity=start, available=start, wallet_balance=start, taken_at=timezone.now()
+    )
+
+
 def day_start(*, now: datetime, timezone_name: str) -> datetime:
     local = now.astimezone(zoneinfo.ZoneInfo(timezone_name))
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -91,6 +111,8 @@ def account_state(
         today=Count("id", filter=Q(created_at__gte=since)),
     )
     latest = balance_latest(account=account)
+    if latest is None and account.mode == TradingMode.DRY_RUN:  # its wallet is known before its first trade
+        latest = dry_run_wallet_opening(account=account)
     snapshots = BalanceSnapshot.objects.filter(account=account)
     before_today = snapshots.filter(taken_at__lt=since).order_by("-taken_at").first()
     first_today = snapshots.filter(taken_at__gte=since).order_by("taken_at").first()

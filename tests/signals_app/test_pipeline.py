@@ -725,6 +725,16 @@ def test_an_entry_beyond_the_trades_per_day_limit_is_rejected(limits, send, btc)
     assert Order.objects.filter(purpose="entry").count() == 1
 
 
+def test_a_first_dry_run_entry_needing_more_margin_than_the_starting_wallet_is_rejected(send, btc, settings):
+    settings.DRY_RUN_STARTING_EQUITY = Decimal("5000")  # no balance recorded yet: the wallet opens with this
+
+    signal = send(**{**BUY, "size": {"mode": "qty", "value": "1"}})  # 1 BTC at 65000 and 5x: margin 13000
+
+    assert signal.status == S.REJECTED
+    assert "required margin 13000.00 USDT is more than the available 5000 USDT" in signal.rejection_reason
+    assert not Order.objects.exists()
+
+
 def test_an_entry_with_leverage_above_the_symbol_maximum_is_rejected(account, send):
     SymbolProfileFactory(account=account, symbol=BTC, leverage=5, max_leverage=10)
 
