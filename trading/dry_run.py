@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from trading.audit import Actor
 from trading.models import BalanceSnapshot, Fill, Order, Position, TradingAccount
-from trading.precision import round_amount_down
+from trading.precision import decimal_text, round_amount_down
 from trading.selectors import balance_latest, dry_run_wallet_opening, position_list_open
 from trading.services import order_for_leg, order_transition, position_close, signal_of
 
@@ -136,7 +136,10 @@ def entry_execute(*, account: TradingAccount, signal, plan: EntryPlan, actor: Ac
         if plan.order_type == "limit":
             order_transition(order=entry, to=Order.Status.SUBMITTED, actor=actor)
             order_transition(order=entry, to=Order.Status.OPEN, actor=actor)
-            report.summary = f"limit {order_side} {plan.qty} {plan.symbol} @ {plan.price} resting (dry run)"
+            report.summary = (
+                f"limit {order_side} {decimal_text(plan.qty)} {plan.symbol} @ {decimal_text(plan.price)} "
+                "resting (dry run)"
+            )
             return report
         fill_price = slipped(plan.price, order_side)
         fee = _fill(order=entry, price=fill_price, qty=plan.qty, actor=actor)
@@ -178,7 +181,9 @@ def entry_execute(*, account: TradingAccount, signal, plan: EntryPlan, actor: Ac
             )
         _wallet_update(account=account, fee=fee, realized=ZERO, margin_change=plan.qty * plan.price / plan.leverage)
         report.filled_qty = plan.qty
-        report.summary = f"{order_side} {plan.qty} {plan.symbol} @ {fill_price} filled (dry run)"
+        report.summary = (
+            f"{order_side} {decimal_text(plan.qty)} {plan.symbol} @ {decimal_text(fill_price)} filled (dry run)"
+        )
     return report
 
 
@@ -271,7 +276,8 @@ def close_execute(
                 position.save(update_fields=["qty", "realized_pnl", "updated_at"])
             _wallet_update(account=account, fee=fee, realized=realized, margin_change=-margin_released)
         report.summary = (
-            f"closed {report.filled_qty} {signal.symbol} @ {price}, realized {report.realized_pnl} USDT (dry run)"
+            f"closed {decimal_text(report.filled_qty)} {signal.symbol} @ {decimal_text(price)}, "
+            f"realized {decimal_text(report.realized_pnl)} USDT (dry run)"
             if report.orders
             else f"no open {'/'.join(sides)} position on {signal.symbol} to close"
         )

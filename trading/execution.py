@@ -38,7 +38,7 @@ from trading.exchange.errors import (
 from trading.exchange.types import ExchangeBalance, ExchangeOrder, ExchangePosition, OrderRequest
 from trading.markets import markets_catalog
 from trading.models import BalanceSnapshot, Fill, Order, Position, PositionMode, TradingAccount, TradingMode
-from trading.precision import round_amount_down
+from trading.precision import decimal_text, round_amount_down
 from trading.rules import ORDER_TRANSITIONS
 from trading.services import account_positions_lock, order_for_leg, order_transition, position_close, signal_of
 from trading.symbol_settings import symbol_settings_ensure
@@ -351,12 +351,17 @@ def entry_execute(*, account: TradingAccount, signal, plan: EntryPlan, actor: Ac
     if entry.status == OS.FILLED:
         report.orders += entry_filled(entry=entry, client=client, actor=actor)
         report.filled_qty = entry.filled_qty
-        report.summary = f"{side} {entry.filled_qty} {plan.symbol} @ {entry.average_price} filled on BingX"
+        report.summary = (
+            f"{side} {decimal_text(entry.filled_qty)} {plan.symbol} @ {decimal_text(entry.average_price)} "
+            "filled on BingX"
+        )
     elif entry.status in (OS.REJECTED, OS.CANCELED, OS.EXPIRED):
         raise ExecutionFailed(f"BingX {entry.status} the entry: {entry.error_text or 'no reason given'}")
     else:
-        where = f"@ {plan.price} " if plan.order_type == "limit" else ""
-        report.summary = f"{plan.order_type} {side} {plan.qty} {plan.symbol} {where}{entry.status} on BingX"
+        where = f"@ {decimal_text(plan.price)} " if plan.order_type == "limit" else ""
+        report.summary = (
+            f"{plan.order_type} {side} {decimal_text(plan.qty)} {plan.symbol} {where}{entry.status} on BingX"
+        )
     return report
 
 
@@ -528,7 +533,8 @@ def close_execute(
         )
     balance_sync(account=account, client=client)
     report.summary = (
-        f"closed {report.filled_qty} {signal.symbol} on BingX, realized {report.realized_pnl} USDT"
+        f"closed {decimal_text(report.filled_qty)} {signal.symbol} on BingX, "
+        f"realized {decimal_text(report.realized_pnl)} USDT"
         if report.orders
         else f"no open {'/'.join(sides)} position on {signal.symbol} to close"
     )

@@ -31,6 +31,11 @@ class MarketRules:
             raise ValueError(f"{self.symbol}: amount step and price tick must be positive")
 
 
+def decimal_text(value: Decimal | None) -> str:
+    """A Decimal as people read it: plain digits, no exponent, no trailing zeros (0E-8 -> 0, 5.00000000 -> 5)."""
+    return "n/a" if value is None else f"{value.normalize():f}"
+
+
 def to_decimal(value: object) -> Decimal:
     """Exact conversion for values that arrive as strings or ints; floats go through their repr."""
     if isinstance(value, Decimal):

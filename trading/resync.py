@@ -52,6 +52,7 @@ from trading.execution import (
     position_realized_pnl,
 )
 from trading.models import BalanceSnapshot, Fill, Order, Position, TradingAccount, TradingMode
+from trading.precision import decimal_text
 from trading.rules import ORDER_TRANSITIONS
 from trading.services import order_transition, position_close
 
@@ -241,7 +242,7 @@ def _exchange_read(account: TradingAccount, client: BingXClient, tick: Progress)
 def _text(value) -> object:
     """Decimals as plain text without trailing zeros (for the table and the audit trail)."""
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value else "0"
+        return decimal_text(value) if value else "0"
     return value
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 
+from trading.precision import decimal_text
+
 HUNDRED = Decimal("100")
 FUTURE_SKEW = timedelta(seconds=60)  # a sent_at further ahead than this means a broken clock, not a fresh alert
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -94,7 +96,7 @@ class RiskDecision:
 
 
 def _money(value: Decimal) -> str:
-    return f"{value.normalize():f}"
+    return decimal_text(value)
 
 
 def signal_lag_rejection(

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trading.precision import MarketRules, round_amount_down, round_price, to_decimal
+from trading.precision import MarketRules, decimal_text, round_amount_down, round_price, to_decimal
 from trading.sizing import SizeRequest, SizingError, size_order
 
 BTC = MarketRules(
@@ -181,3 +181,9 @@ def test_margin_sizing_never_exceeds_margin_times_leverage(notional, price, leve
     except SizingError:
         return
     assert qty * price <= notional * leverage
+
+
+def test_amounts_in_messages_read_as_plain_digits():
+    values = ("0E-8", "5.00000000", "65000.00000000", "0.0100", "-1.50")
+    assert [decimal_text(Decimal(value)) for value in values] == ["0", "5", "65000", "0.01", "-1.5"]
+    assert decimal_text(None) == "n/a"
