@@ -133,7 +133,7 @@ async def main():
             message = await asyncio.wait_for(layer.receive(channel), 0.3)
         except asyncio.TimeoutError:
             continue
-        counts[message.get("topic", "?")] += 1
+        counts[message.get("topic", "?")] += len(message.get("events", [])) or 1  # pipeline.events: several
     print(json.dumps(counts), flush=True)
 
 asyncio.run(main())
@@ -316,6 +316,9 @@ class PhaseResult:
     busy_seconds: float = 0.0  # the apply windows' wall time (making the batches is not counted)
     cpu_seconds: float = 0.0  # this process's CPU time in those windows (all its threads)
     rest_calls: int = 0
+    offered: float | None = None  # events/s offered open loop (inf: all at once); None: closed loop
+    bursts: list[tuple[int, float, float]] = field(default_factory=list)  # (events, wall s, applier CPU s)
+    threads_cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of each thread over the phase
 
     @property
     def events(self) -> int:
@@ -416,28 +419,40 @@ async def run_offered_phase(
     """Events offered at ``rate`` per second, open loop, to ``AccountStream``'s own applier loop: the reader's
     part (gunzip, JSON, parse_event) then the queue, drained in bursts of up to BURST_EVENTS per transaction
     (``AccountStream._burst``), the fills' follow-ups on the follow-up thread. The frames are made first (not
-    timed; the fake BingX is then ahead of the events, so a follow-up reads its later state). Latency: offered ->
-    its burst committed. Rate: events / (first offered -> last committed, follow-ups finished)."""
+    timed; the fake BingX is then ahead of the events, so a follow-up reads its later state). Latency: from the
+    event's time in the timetable -> its burst committed. Rate: events / (first due -> last committed, follow-ups
+    finished)."""
     from trading.exchange.stream import parse_event
-    from trading.stream import AccountStream, stream_events_apply
+    from trading.stream import BURST_EVENTS, AccountStream
 
     frames: list[Frame] = []
     while len(frames) < warmup + events:
         frames += await stream.sync(workload.batch)
-    result = PhaseResult(name, 1)
+    await stream.sync(statistics_refresh)
+    result = PhaseResult(name, 1, offered=rate)
     queue: asyncio.Queue = asyncio.Queue()
     done = object()
-    loop = asyncio.get_running_loop()
 
     async def offer() -> None:
-        began = loop.time()
-        for number, frame in enumerate(frames):
+        # Each event is due at its place in a fixed timetable, and its latency runs from then: a late
+        # offer (the loop busy) cannot hide itself. When the loop wakes, every event due by then is offered,
+        # as a WebSocket reader gets every frame that arrived meanwhile.
+        began = time.perf_counter()
+        number = 0
+        while number < len(frames):
             due = began + number / rate
-            if due > loop.time():
-                await asyncio.sleep(due - loop.time())
-            offered = time.perf_counter()
-            event = parse_event(json.loads(gzip.decompress(frame.data).decode()))
-            queue.put_nowait((number, frame.kind, offered, event))
+            now = time.perf_counter()
+            if due > now:
+                await asyncio.sleep(due - now)
+                continue
+            offered_now = 0
+            while number < len(frames) and began + number / rate <= now and offered_now < BURST_EVENTS:
+                frame = frames[number]
+                event = parse_event(json.loads(gzip.decompress(frame.data).decode()))
+                queue.put_nowait((number, frame.kind, began + number / rate, event))
+                number += 1
+                offered_now += 1
+            await asyncio.sleep(0)  # the applier takes what is queued
         queue.put_nowait(done)
 
     async def apply() -> None:
@@ -449,10 +464,11 @@ async def run_offered_phase(
             burst = AccountStream._burst(first, queue)
             items, ended = burst if burst is not None else ([], True)
             real = [item for item in items if item is not done]
-            await stream.sync(
-                stream_events_apply, account=workload.account, events=[e for *_, e in real], memory=stream.memory
-            )
+            started = time.perf_counter()
+            cpu = await stream.sync(_burst_timed, workload.account, [event for *_, event in real], stream.memory)
             committed = time.perf_counter()
+            if real and real[0][0] >= warmup:
+                result.bursts.append((len(real), committed - started, cpu))
             for number, kind, offered, _ in real:
                 if number < warmup:
                     continue
@@ -465,11 +481,58 @@ async def run_offered_phase(
         result.busy_seconds = time.perf_counter() - (counted_from or time.perf_counter())
 
     requests_before = _requests(bingx)
-    cpu_started = time.process_time()
+    cpu_started, threads_before = time.process_time(), threads_cpu()
     await asyncio.gather(offer(), apply())
     result.cpu_seconds = time.process_time() - cpu_started
+    threads_after = threads_cpu()
+    result.threads_cpu = {name: seconds - threads_before.get(name, 0.0) for name, seconds in threads_after.items()}
     result.rest_calls = _requests(bingx) - requests_before
     return result
+
+
+def _offered_name(rate: float) -> str:
+    return "1 account, all at once" if rate == float("inf") else f"1 account, {rate:,.0f}/s offered"
+
+
+def _burst_timed(account, events, memory) -> float:
+    """``stream_events_apply`` as the applier loop calls it; returns the applier thread's CPU time for it."""
+    from trading.stream import stream_events_apply
+
+    started = time.thread_time()
+    stream_events_apply(account=account, events=events, memory=memory)
+    return time.thread_time() - started
+
+
+def statistics_refresh() -> None:
+    """ANALYZE the database before a timed phase: the tables were filled from empty within the minute, before
+    autovacuum looked at them, and without statistics PostgreSQL plans a close's read of its fills as a scan
+    of all the account's orders (what it does on a live database, with statistics, is an index range scan)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def threads_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of this process so far, by thread name (Linux)."""
+    import threading
+
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = defaultdict(float)
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return {}
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = re.sub(r"_\d+$", "", re.sub(r"-\d+", "-N", names.get(int(task), "other")))
+        out[name] += (int(fields[11]) + int(fields[12])) / ticks
+    return dict(out)
 
 
 def _requests(bingx) -> int:
@@ -690,28 +753,62 @@ def report_phases(phases: list[PhaseResult]) -> None:
                 f"{phase.cpu_seconds / phase.events * 1000:>6.2f} ms ({phase.cpu_seconds / phase.busy_seconds:.0%} "
                 "of a core over the phase)"
             )
+        if phase.bursts:
+            count = len(phase.bursts)
+            events = sum(size for size, _, _ in phase.bursts)
+            walls = sorted(wall for _, wall, _ in phase.bursts)
+            print(
+                f"{'  bursts (one transaction each)':<44} {count:>6} of {events / count:.0f} events on average, "
+                f"{sum(walls) / count * 1000:.1f} ms each (p95 {percentile(walls, 0.95) * 1000:.1f} ms); "
+                f"applier thread CPU {sum(cpu for _, _, cpu in phase.bursts) / events * 1000:.3f} ms per event"
+            )
+        if phase.threads_cpu:
+            busy = sorted(phase.threads_cpu.items(), key=lambda item: -item[1])
+            shown = ", ".join(f"{name} {seconds / phase.busy_seconds:.0%}" for name, seconds in busy if seconds >= 0.01)
+            print(f"{'  CPU by thread (share of a core)':<44} {shown}")
         filled = len(phase.latencies("filled"))
-        if filled:
+        if filled and phase.offered is None:  # offered phases read back on a timer, not per fill
             print(f"{'  REST calls to the fake BingX per FILLED':<44} {phase.rest_calls / filled:>6.1f}")
         no_follow_up = [s for k, s in phase.samples if k != "filled"]
         print(_row("  all but FILLED (no REST in the path)", no_follow_up))
     print()
-    print("Against the targets")
+    print(
+        "Against the targets (events/s: offered all at once, the applier's own pace; p99: offered at "
+        f"{TARGET_EVENTS_PER_SECOND:,.0f}/s, so it includes waiting for the bursts ahead)"
+    )
+    for line in target_lines(phases):
+        print(f"  {line}")
+
+
+def _target_checks(phases: list[PhaseResult]) -> list[tuple[str, bool]]:
+    """The targets read on the phases that answer them: the events/s an account's applier reaches when it
+    never waits for events (offered all at once), and p99 while events arrive at the target rate. A phase
+    fed one event (or one batch) at a time answers neither: its rate is 1 / its latency."""
+    checks = []
     for phase in phases:
-        p99 = percentile(phase.latencies(), 0.99)
-        rate_ok = "MET" if phase.rate >= TARGET_EVENTS_PER_SECOND else "MISSED"
-        p99_ok = "MET" if p99 is not None and p99 * 1000 <= TARGET_P99_MS else "MISSED"
-        print(
-            f"  {phase.name:<26} {phase.rate:>8,.0f} events/s  target >= {TARGET_EVENTS_PER_SECOND:,.0f}  {rate_ok:<7}"
-            f"  p99 {_ms(p99):>7} ms  target <= {TARGET_P99_MS:g} ms  {p99_ok}"
-        )
+        if phase.offered == float("inf"):
+            met = phase.rate >= TARGET_EVENTS_PER_SECOND
+            checks.append(
+                (f"{phase.name:<30} {phase.rate:>8,.0f} events/s  target >= {TARGET_EVENTS_PER_SECOND:,.0f}", met)
+            )
+        elif phase.offered is not None and phase.offered >= TARGET_EVENTS_PER_SECOND:
+            p99 = percentile(phase.latencies(), 0.99)
+            met = p99 is not None and p99 * 1000 <= TARGET_P99_MS
+            kept_up = phase.rate >= 0.97 * phase.offered
+            checks.append((f"{phase.name:<30} p99 {_ms(p99):>8} ms  target <= {TARGET_P99_MS:g} ms", met and kept_up))
+    return checks
+
+
+def target_lines(phases: list[PhaseResult]) -> list[str]:
+    checks = _target_checks(phases)
+    if not checks:
+        return ["no phase answers them (run with --offered 2000 inf)"]
+    return [f"{text}  {'MET' if met else 'MISSED'}" for text, met in checks]
 
 
 def targets_met(phases: list[PhaseResult]) -> bool:
-    return all(
-        phase.rate >= TARGET_EVENTS_PER_SECOND and (percentile(phase.latencies(), 0.99) or 1e9) * 1000 <= TARGET_P99_MS
-        for phase in phases
-    )
+    checks = _target_checks(phases)
+    return bool(checks) and all(met for _, met in checks)
 
 
 def report_breakdown(hooks: Hooks, phase: PhaseResult) -> None:
@@ -814,8 +911,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--offered",
         type=float,
         nargs="*",
-        default=[2000.0],
-        help="rates (events/s) offered open loop to one account's applier, one phase each (default 2000)",
+        default=[TARGET_EVENTS_PER_SECOND, float("inf")],
+        help="rates (events/s) offered open loop to one account's applier, one phase each; inf: all at once "
+        "(default: 2000 inf)",
     )
     parser.add_argument(
         "--offered-only", action="store_true", help="only the offered-rate phases (and the floor): a quick look"
@@ -917,7 +1015,7 @@ async def measure(bingx, accounts: dict[str, tuple], args: argparse.Namespace) -
             streams, workloads = streams_for([f"bench-offered-{rate:g}"])
             out["phases"].append(
                 await run_offered_phase(
-                    f"1 account, {rate:,.0f}/s offered", streams[0], workloads[0], args.events, args.warmup, rate, bingx
+                    _offered_name(rate), streams[0], workloads[0], args.events, args.warmup, rate, bingx
                 )
             )
         if sequential:  # the breakdown and the profile are of the one-at-a-time path
@@ -1025,7 +1123,7 @@ def main(argv: list[str] | None = None) -> int:
             offered = [f"bench-offered-{rate:g}" for rate in args.offered]
             accounts = setup_accounts(bingx, [*names, *offered, "bench-stages", "bench-profile"], captured)
             out = asyncio.run(measure(bingx, accounts, args))
-            time.sleep(0.5)  # the publisher's last batch (it sends every 20 ms)
+            time.sleep(0.5)  # the publisher's last batch (it sends every 100 ms)
             print(f"  floor: {FLOOR_ROUNDS} raw psycopg round trips and transactions ...", flush=True)
             floor = floor_measure()
         delivered = listener_stop(listener)

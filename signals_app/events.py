@@ -1,5 +1,9 @@
 """Pipeline events on the channel layer (`signals.raw`, `signals.validated`, `orders.executed`, ...).
 
+A message is one event (``{"type": "pipeline.event", "topic": ..., ...}``) or, when the background sender
+has several of one topic at once, several (``{"type": "pipeline.events", "topic": ..., "events": [...]}``,
+each as ``pipeline.event`` would carry it). Subscribers handle both (``pipeline_events`` per event).
+
 Sent after the transaction commits, so a rollback never announces anything. The channel layer is
 at-most-once: the database stays the record, and consumers (dashboard, bot) re-read it as needed.
 """
@@ -79,11 +83,19 @@ class _EventSender:
     Batches: an event waits at most BATCH_SECONDS for others to join it. Waking the loop and asking Redis
     who listens cost ~0.2 ms of CPU per event under load (the thread contends for the GIL with the
     webhook's requests); per batch it is paid once, and a batch nobody listens to costs one ZCOUNT. The
-    dashboard, the one listener, already gathers events for 150 ms before it refreshes.
+    dashboard, the one listener, already gathers events for 150 ms before it refreshes, so 100 ms batches
+    cost it nothing: at 20 ms, the sender of a stream applying 2,000 events/s took 13% of a core.
+
+    Within a batch, a topic's events go together: one event as it is (``pipeline.event``), several as one
+    ``pipeline.events`` message holding them in order (``events``, at most MESSAGE_EVENTS each). A
+    ``group_send`` costs ~0.4 ms of CPU however small its message, and the stream's bursts publish a fill
+    each: one message per topic per batch keeps the sender from taking a quarter of the process's time.
+    Each topic keeps its order; topics are sent in the order of their first event in the batch.
     """
 
     QUEUE_LIMIT = 10_000
-    BATCH_SECONDS = 0.02
+    BATCH_SECONDS = 0.1
+    MESSAGE_EVENTS = 100
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -113,13 +125,26 @@ class _EventSender:
             if layer is None or not batch:
                 continue
             audience = await _groups_with_members(layer, {topic for topic, _ in batch})
-            for topic, payload in batch:  # in publishing order
-                if topic not in audience:
-                    continue
+            for topic, message in self._messages(batch, audience):
                 try:
-                    await layer.group_send(topic, payload)
+                    await layer.group_send(topic, message)
                 except Exception:  # a lost event must never fail anything
                     logger.warning("could not publish %s", topic, exc_info=True)
+
+    @classmethod
+    def _messages(cls, batch: list[tuple[str, dict[str, Any]]], audience: set[str]):
+        """The batch's messages: per topic with an audience, its events in order, several to a message."""
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        for topic, payload in batch:
+            if topic in audience:
+                by_topic.setdefault(topic, []).append(payload)
+        for topic, payloads in by_topic.items():
+            for start in range(0, len(payloads), cls.MESSAGE_EVENTS):
+                chunk = payloads[start : start + cls.MESSAGE_EVENTS]
+                yield (
+                    topic,
+                    chunk[0] if len(chunk) == 1 else {"type": "pipeline.events", "topic": topic, "events": chunk},
+                )
 
     def _flush_later(self) -> None:
         self._loop.call_later(self.BATCH_SECONDS, self._ready.set)

@@ -34,9 +34,41 @@ class Actor:
         return cls("webhook", source_ip or "", "tradingview")
 
 
+_ENCODER = DjangoJSONEncoder()
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    """Round-trip through Django's encoder so Decimals, datetimes and UUIDs survive as strings."""
-    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    """``data`` as the JSON round trip through Django's encoder gives it back (Decimals, datetimes and UUIDs
+    as strings, tuples as lists), built directly: the round trip (dumps and loads) was most of the cost of
+    an audit row, and the stream writes one per status move. Dicts with keys other than strings still take
+    the round trip (JSON turns 1 into "1", True into "true")."""
+    try:
+        return _json_value(data)
+    except _RoundTrip:
+        return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+
+
+class _RoundTrip(Exception):
+    pass
+
+
+def _json_value(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        if any(type(key) is not str for key in value):
+            raise _RoundTrip
+        return {key: _json_value(item) for key, item in value.items()}
+    if kind in (list, tuple):
+        return [_json_value(item) for item in value]
+    for plain in _PLAIN[:4]:  # subclasses (TextChoices, IntegerChoices) as JSON writes them
+        if isinstance(value, plain):
+            return plain.__str__(value) if plain is str else json.loads(json.dumps(value))
+    if isinstance(value, dict | list | tuple):
+        raise _RoundTrip
+    return _json_value(_ENCODER.default(value))  # Decimal, datetime, UUID, lazy text; TypeError as json.dumps
 
 
 def snapshot(instance: models.Model, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:

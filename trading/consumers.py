@@ -62,6 +62,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if self.refresh_task is None or self.refresh_task.done():
             self.refresh_task = asyncio.create_task(self.push_soon())
 
+    async def pipeline_events(self, message: dict[str, Any]) -> None:
+        """Several events of one topic in one message (``signals_app.events``): each as its own."""
+        for event in message.get("events", []):
+            await self.pipeline_event(event)
+
     async def push_soon(self) -> None:
         await asyncio.sleep(COALESCE_SECONDS)
         events, self.pending_events = self.pending_events, []

@@ -717,19 +717,22 @@ def _positions_match(
             known[(position.symbol, position.side)] = position
             if (position.symbol, position.side) not in on_exchange:
                 position_close_recorded(position=position, reason=reason_of(position.symbol), actor=actor)
+        held = [position for key, position in known.items() if key in on_exchange]
+        realized = positions_realized_pnl(account, held)
         for key, state in on_exchange.items():
             fields = position_fields(account, state)
-            if key in known:
-                fields["realized_pnl"] = position_realized_pnl(known[key])
             position = known.get(key)
             if position is None:
                 position = position_open_or_update(
                     account=account, symbol=state.symbol, side=state.side, fields=fields, opened_at=now
                 )
             else:
-                for name, value in fields.items():
-                    setattr(position, name, value)
-                position.save(update_fields=[*fields, "updated_at"])
+                fields["realized_pnl"] = realized[position.pk]
+                changed = [name for name, value in fields.items() if getattr(position, name) != value]
+                for name in changed:  # unchanged rows are not written (the stream reads back twice a second)
+                    setattr(position, name, fields[name])
+                if changed:
+                    position.save(update_fields=[*changed, "updated_at"])
             result[key] = position
     return result
 
@@ -808,6 +811,34 @@ def position_realized_pnl(position: Position) -> Decimal:
     return total or ZERO
 
 
+def positions_realized_pnl(account: TradingAccount, positions: list[Position]) -> dict[int, Decimal]:
+    """``position_realized_pnl`` of several open positions of an account, by pk, with one query."""
+    if not positions:
+        return {}
+    rows = Fill.objects.filter(
+        order__account=account,
+        order__symbol__in={position.symbol for position in positions},
+        executed_at__gte=min(position.opened_at for position in positions),
+    ).values_list("order__symbol", "order__side", "order__position_side", "executed_at", "realized_pnl")
+    rows = list(rows)
+    realized = {}
+    for position in positions:
+        closing_side = "sell" if position.side == "long" else "buy"
+        sides = (position.side, Order.PositionSideChoice.BOTH)
+        realized[position.pk] = sum(
+            (
+                pnl
+                for symbol, side, position_side, executed_at, pnl in rows
+                if symbol == position.symbol
+                and side == closing_side
+                and position_side in sides
+                and executed_at >= position.opened_at
+            ),
+            ZERO,
+        )
+    return realized
+
+
 def balance_record(*, account: TradingAccount, balance: ExchangeBalance) -> BalanceSnapshot:
     """A BalanceSnapshot of what BingX reported."""
     return BalanceSnapshot.objects.create(
@@ -878,28 +909,63 @@ def order_filled_follow_up(order: Order, client: BingXClient, actor: Actor, *, c
 def orders_filled_follow_up(
     *, account: TradingAccount, filled: list[tuple[Order, str | None]], client: BingXClient, actor: Actor
 ) -> None:
-    """``order_filled_follow_up`` for several fills of one account at once (the stream's follow-up thread
-    takes what queued up): each entry's protection first, in fill order; then one read of BingX's positions
-    for the symbols concerned (a position gone is closed with the cause of the last close seen on it, its
-    remaining stop loss and take profits are cancelled), one read-back of the new protective orders per
-    symbol, and one balance snapshot."""
-    placed: list[Order] = []
-    reasons: dict[str, str] = {}  # symbol -> why its position closed, for the closing fills
-    closed_sides: dict[str, set[str]] = {}
-    protective_hits: list[tuple[Order, str, str]] = []
+    """``order_filled_follow_up`` for several fills of one account at once: each entry's protection first,
+    in fill order (``orders_filled_protect``); then one read of BingX for all of them (``follow_up_read_back``).
+    """
+    read_back = orders_filled_protect(filled=filled, client=client, actor=actor)
+    follow_up_read_back(account=account, read_back=read_back, client=client, actor=actor)
+
+
+@dataclass
+class FollowUpReadBack:
+    """What fills leave to read back from BingX once their entries are protected. Several fills' needs
+    merge into one read (``merge``): the stream's follow-up thread reads back at most every so often."""
+
+    placed: list[Order] = field(default_factory=list)  # protective orders placed (their status read back)
+    reasons: dict[str, str] = field(default_factory=dict)  # symbol -> why its position closed, if it did
+    closed_sides: dict[str, set[str]] = field(default_factory=dict)  # symbol -> sides closing fills reduced
+    protective_hits: list[tuple[Order, str, str]] = field(default_factory=list)  # (order, side, reason)
+
+    def __bool__(self) -> bool:
+        return bool(self.reasons)
+
+    def merge(self, later: FollowUpReadBack) -> FollowUpReadBack:
+        self.placed += later.placed
+        self.reasons.update(later.reasons)  # a later close's cause wins, as it would in one call
+        for symbol, sides in later.closed_sides.items():
+            self.closed_sides.setdefault(symbol, set()).update(sides)
+        self.protective_hits += later.protective_hits
+        return self
+
+
+def orders_filled_protect(
+    *, filled: list[tuple[Order, str | None]], client: BingXClient, actor: Actor
+) -> FollowUpReadBack:
+    """Each filled entry's protection, placed now, in fill order; returns what to read back for them all."""
+    read_back = FollowUpReadBack()
     for order, close_reason in filled:
         if order.purpose == Order.Purpose.ENTRY and not order.reduce_only and close_reason is None:
-            placed += entry_protect(entry=order, client=client, actor=actor)
-            reasons.setdefault(order.symbol, Position.CloseReason.RECONCILIATION)
+            read_back.placed += entry_protect(entry=order, client=client, actor=actor)
+            read_back.reasons.setdefault(order.symbol, Position.CloseReason.RECONCILIATION)
         elif order.purpose in PROTECTIVE_PURPOSES or order.reduce_only or close_reason:
             side = "long" if order.side == "sell" else "short"
             reason = close_reason or close_reason_for(order)
-            reasons[order.symbol] = reason
-            closed_sides.setdefault(order.symbol, set()).add(side)
+            read_back.reasons[order.symbol] = reason
+            read_back.closed_sides.setdefault(order.symbol, set()).add(side)
             if order.purpose in PROTECTIVE_PURPOSES:
-                protective_hits.append((order, side, reason))
-    if not reasons:
+                read_back.protective_hits.append((order, side, reason))
+    return read_back
+
+
+def follow_up_read_back(
+    *, account: TradingAccount, read_back: FollowUpReadBack, client: BingXClient, actor: Actor
+) -> None:
+    """One read of BingX's positions for the symbols concerned (a position gone is closed with the cause of
+    the last close seen on it, its remaining stop loss and take profits are cancelled), one read-back of the
+    new protective orders per symbol, and one balance snapshot."""
+    if not read_back:
         return
+    reasons, closed_sides = read_back.reasons, read_back.closed_sides
     try:
         held = positions_sync_symbols(account=account, reasons=reasons, client=client, actor=actor)
     except ExchangeError as error:
@@ -912,7 +978,7 @@ def orders_filled_follow_up(
             if (symbol, side) not in held:
                 _protective_cancel(account=account, symbol=symbol, side=side, client=client, actor=actor)
     by_symbol: dict[str, list[Order]] = {}
-    for order in placed:
+    for order in read_back.placed:
         by_symbol.setdefault(order.symbol, []).append(order)
     for orders in by_symbol.values():
         _read_back(orders, client)
@@ -922,23 +988,29 @@ def orders_filled_follow_up(
         if closed_sides:
             raise
         logger.warning("balance of %s not read after the entries: %s", account.name, error)
-    for order, side, reason in protective_hits:
+    for order, side, reason in read_back.protective_hits:
         _alert(f"positions.{reason}", account, f"{order.purpose} filled on {order.symbol} {side}")
 
 
 def close_reason_for(order: Order) -> str:
     """Why a position closed when ``order`` (reduce-only) closed it."""
+    action = (getattr(order.signal, "action", "") or "") if order.signal_id is not None else None
+    return close_reason_of(purpose=order.purpose, order_type=order.order_type, signal_action=action)
+
+
+def close_reason_of(*, purpose: str, order_type: str, signal_action: str | None) -> str:
+    """``close_reason_for`` from the order's columns (``signal_action``: None when it has no signal)."""
     reasons = Position.CloseReason
-    if order.purpose == Order.Purpose.STOP_LOSS:
+    if purpose == Order.Purpose.STOP_LOSS:
         return reasons.STOP_LOSS
-    if order.purpose.startswith("take_profit"):
+    if purpose.startswith("take_profit"):
         return reasons.TAKE_PROFIT
-    if order.purpose == Order.Purpose.TRAILING:
+    if purpose == Order.Purpose.TRAILING:
         return reasons.TRAILING
-    if order.order_type == LIQUIDATION_ORDER_TYPE:
+    if order_type == LIQUIDATION_ORDER_TYPE:
         return reasons.LIQUIDATION
-    if order.purpose == Order.Purpose.CLOSE and order.signal_id is not None:
-        return reasons.REVERSE if getattr(order.signal, "action", "") == "reverse" else reasons.SIGNAL
+    if purpose == Order.Purpose.CLOSE and signal_action is not None:
+        return reasons.REVERSE if signal_action == "reverse" else reasons.SIGNAL
     return reasons.MANUAL
 
 

@@ -54,7 +54,7 @@ from trading.execution import (
 from trading.models import BalanceSnapshot, Fill, Order, Position, TradingAccount, TradingMode
 from trading.precision import decimal_text
 from trading.rules import ORDER_TRANSITIONS
-from trading.services import order_transition, position_close
+from trading.services import account_positions_lock, order_transition, position_close
 
 logger = logging.getLogger(__name__)
 
@@ -599,6 +599,7 @@ def _position_create_fix(context: _Context, state: ExchangePosition) -> Callable
     def fix() -> bool:
         try:
             with transaction.atomic():
+                account_positions_lock(context.account)  # as every writer of its positions: the stream's bursts
                 exists = Position.objects.filter(
                     account=context.account, symbol=state.symbol, side=state.side, status=Position.Status.OPEN
                 ).exists()

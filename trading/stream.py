@@ -48,16 +48,24 @@ from trading.exchange.stream import (
     user_stream,
 )
 from trading.execution import (
+    FollowUpReadBack,
     balance_sync,
     exchange_accounts,
-    orders_filled_follow_up,
+    follow_up_read_back,
+    orders_filled_protect,
     orders_poll,
     positions_sync,
 )
 from trading.models import Order, StreamState, TradingAccount
 from trading.resync import ResyncBusy, resync_account
 from trading.services import account_positions_lock
-from trading.stream_apply import BurstOutcome, BurstWriter, account_update_digest
+from trading.stream_apply import (
+    AccountWatermark,
+    BurstOutcome,
+    BurstWriter,
+    account_update_digest,
+    symbol_leverages,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +73,7 @@ STREAM = Actor.system("bingx-stream")
 MEMORY_EVENTS = 2000  # recent events an account's applier remembers (duplicates dropped before the database)
 STATE_WRITE_SECONDS = 5.0  # StreamState.last_event_at is written at most this often (and when the stream ends)
 BURST_EVENTS = 200  # at most this many queued events are applied in one transaction
+LEVERAGES_SECONDS = 60.0  # how long an applier trusts the symbol profiles' leverages it read
 # After a reconcile, account updates stamped before it began are older than what REST just read. The cut
 # is set this much earlier, for the uncertainty of our estimate of BingX's clock.
 RECONCILE_CUT_MARGIN_MS = 1000
@@ -83,6 +92,12 @@ class StreamTimings:
     backoff_max_seconds: float = 60
     down_alert_seconds: float = 60
     accounts_refresh_seconds: float = 60  # how often run_stream looks for accounts added or switched off
+    # Fills' read-back of positions and balance over REST: at most this often per account (their protection
+    # is placed at once). ACCOUNT_UPDATE already carries quantities, entry prices and the wallet; the read
+    # adds leverage, mark and liquidation prices, BingX's exact balance figures, and the cancel of a closed
+    # position's remaining stop loss and take profits. Fills in between share one read, which keeps a busy
+    # account's REST calls (and their writes) to a few per second whatever its rate of fills.
+    read_back_seconds: float = 0.5
 
     @classmethod
     def from_settings(cls, **overrides: float) -> StreamTimings:
@@ -102,6 +117,11 @@ class StreamMemory:
       (fills keyed by cumulative qty, forward-only status, account-update digests) remain the guarantee.
     - ``last_event_at``: when the last event was applied; written to ``StreamState`` at most every
       ``state_write_seconds`` (with the burst, no commit of its own), and when the stream goes down.
+    - ``watermark``: the newest account update applied (``AccountWatermark``), read from ``StreamState`` by
+      the first burst after each reconcile and written back with ``last_event_at``. A restart loses nothing
+      by the wait: the reconcile that follows every connect moves it past everything applied before.
+    - ``leverages``: the symbol profiles' leverages, for positions opened on the stream (read again after
+      ``LEVERAGES_SECONDS``; the fills' read-back sets BingX's own within a second anyway).
     - ``follow_ups``: where a filled order's follow-up goes (placing its protection, reading the position
       and balance back over REST), so the events behind a fill never wait for BingX's answers.
     """
@@ -111,6 +131,9 @@ class StreamMemory:
     seen: OrderedDict = field(default_factory=OrderedDict)
     last_event_at: datetime | None = None
     state_written_at: float | None = None  # time.monotonic() of the last write of last_event_at
+    watermark: AccountWatermark | None = None
+    _leverages: dict[str, int] | None = None
+    _leverages_read_at: float = 0.0
     # Where the follow-ups of filled orders go (``AccountStream``: its follow-up thread). None: run them on
     # the applier's thread after the burst's commit.
     follow_ups: Callable[[TradingAccount, Order, str | None], None] | None = None
@@ -127,6 +150,12 @@ class StreamMemory:
 
     def state_due(self, now: float) -> bool:
         return self.state_written_at is None or now - self.state_written_at >= self.state_write_seconds
+
+    def leverages(self, account: TradingAccount) -> dict[str, int]:
+        clock = time.monotonic()
+        if self._leverages is None or clock - self._leverages_read_at >= LEVERAGES_SECONDS:
+            self._leverages, self._leverages_read_at = symbol_leverages(account), clock
+        return self._leverages
 
 
 _thread = threading.local()  # .memory: the StreamMemory of the AccountStream whose worker thread this is
@@ -180,20 +209,17 @@ def stream_events_apply(
     if not fresh:
         return 0
     try:
-        outcome = _burst_apply(account, [event for _, event in fresh], memory)
+        outcome = _burst_apply(account, [event for _, event in fresh], memory, careful=False)
     except (OperationalError, InterfaceError):
         raise  # the database, not an event: the stream reconnects and reconciles
     except Exception:  # noqa: BLE001 - one bad event must not cost the others: apply them one by one
-        if len(fresh) == 1:
-            _event_failed(account, fresh[0][1])
-            return 0
         logger.warning("stream of %s: a burst of %d events failed; applying them one by one", account.name, len(fresh))
         applied = 0
         for key, event in fresh:
             if memory is not None and memory.is_seen(key):
                 continue
             try:
-                alone = _burst_apply(account, [event], memory)
+                alone = _burst_apply(account, [event], memory, careful=True)
             except (OperationalError, InterfaceError):
                 raise
             except Exception:  # noqa: BLE001 - logged; the reconcile after the next reconnect repairs it
@@ -206,11 +232,19 @@ def stream_events_apply(
     return len(fresh)
 
 
-def _burst_apply(account: TradingAccount, events: list[StreamEvent], memory: StreamMemory | None) -> BurstOutcome:
+def _burst_apply(
+    account: TradingAccount, events: list[StreamEvent], memory: StreamMemory | None, *, careful: bool
+) -> BurstOutcome:
     outcome = BurstOutcome()
     with transaction.atomic():
         account_positions_lock(account)  # first, as every writer of several of its rows (no deadlocks)
-        writer = BurstWriter(account, outcome)
+        writer = BurstWriter(
+            account,
+            outcome,
+            watermark=memory.watermark if memory is not None else None,
+            leverages=memory.leverages if memory is not None else None,
+            careful=careful,
+        )
         writer.orders_lock([event for event in events if isinstance(event, OrderUpdate)])
         alive = False
         for event in events:
@@ -225,7 +259,7 @@ def _burst_apply(account: TradingAccount, events: list[StreamEvent], memory: Str
         if snapshot is not None:
             publish("balances.updated", None, account_id=account.pk, account=account.name, source="stream")
         if alive:
-            _last_event_note(account, memory)
+            _last_event_note(account, memory, outcome.watermark)
     return outcome
 
 
@@ -233,6 +267,7 @@ def _burst_done(account: TradingAccount, outcome: BurstOutcome, memory: StreamMe
     """After the burst's commit: remember it, then follow up the orders it filled (in order)."""
     if memory is not None:
         memory.remember(key for key in keys if key is not None)
+        memory.watermark = outcome.watermark or memory.watermark
     if memory is not None and memory.follow_ups is not None:
         for order, close_reason in outcome.follow_ups:
             memory.follow_ups(account, order, close_reason)
@@ -241,46 +276,68 @@ def _burst_done(account: TradingAccount, outcome: BurstOutcome, memory: StreamMe
 
 
 def follow_ups_run(account: TradingAccount, follow_ups: list[tuple[Order, str | None]]) -> None:
-    """The follow-ups of filled orders, together (``orders_filled_follow_up``: protection first, then one
-    read of positions and balance). A failure to reach BingX is logged and alerted; the reconcile after the
-    next reconnect, the poller and the resync complete what it left."""
+    """The follow-ups of filled orders, together: protection first, then one read of positions and balance
+    (``orders_filled_follow_up``)."""
+    read_back = follow_ups_protect(account, follow_ups)
+    if read_back is not None:
+        follow_ups_read_back(account, read_back)
+
+
+def follow_ups_protect(account: TradingAccount, follow_ups: list[tuple[Order, str | None]]) -> FollowUpReadBack | None:
+    """The filled entries' protection, placed now; returns what is left to read back (None: nothing, or
+    BingX failed, which is logged and alerted: the reconcile after the next reconnect, the poller and the
+    resync complete what it left)."""
     if not follow_ups:
-        return
+        return None
     try:
-        orders_filled_follow_up(account=account, filled=follow_ups, client=client_for(account), actor=STREAM)
+        return orders_filled_protect(filled=follow_ups, client=client_for(account), actor=STREAM) or None
     except ExchangeError as error:
         names = ", ".join(f"{order.purpose} {order.client_order_id}" for order, _ in follow_ups)
-        logger.error("stream: follow-up of filled %s failed: %s", names, error)
-        publish(
-            "alerts.stream_follow_up_failed",
-            None,
-            account_id=account.pk,
-            account=account.name,
-            message=f"{names} filled; follow-up failed: {error}",
-        )
+        _follow_up_failed(account, f"{names} filled; follow-up failed: {error}")
+        return None
+
+
+def follow_ups_read_back(account: TradingAccount, read_back: FollowUpReadBack) -> None:
+    """One read of BingX's positions and balance for what fills left (``follow_up_read_back``)."""
+    try:
+        follow_up_read_back(account=account, read_back=read_back, client=client_for(account), actor=STREAM)
+    except ExchangeError as error:
+        symbols = ", ".join(sorted(read_back.reasons))
+        _follow_up_failed(account, f"positions and balance not read back after fills on {symbols}: {error}")
+
+
+def _follow_up_failed(account: TradingAccount, message: str) -> None:
+    logger.error("stream of %s: %s", account.name, message)
+    publish("alerts.stream_follow_up_failed", None, account_id=account.pk, account=account.name, message=message)
 
 
 def _event_failed(account: TradingAccount, event: StreamEvent) -> None:
     logger.exception("stream of %s: event not applied: %r", account.name, event)
 
 
-def _last_event_note(account: TradingAccount, memory: StreamMemory | None) -> None:
-    """StreamState.last_event_at: in memory, written at most every ``state_write_seconds`` (always without)."""
+def _last_event_note(
+    account: TradingAccount, memory: StreamMemory | None, watermark: AccountWatermark | None = None
+) -> None:
+    """StreamState.last_event_at, and the account watermark ``memory`` keeps: in memory, written at most every
+    ``state_write_seconds`` (always without ``memory``)."""
     now = timezone.now()
+    fields: dict[str, Any] = {"last_event_at": now}
     if memory is not None:
         memory.last_event_at = now
         clock = time.monotonic()
         if not memory.state_due(clock):
             return
         memory.state_written_at = clock
-    if not StreamState.objects.filter(account=account).update(last_event_at=now, updated_at=now):
-        StreamState.objects.update_or_create(account=account, defaults={"last_event_at": now})
+        if watermark is not None:
+            fields.update(account_event_ms=watermark.event_ms, account_event_digests=list(watermark.digests))
+    if not StreamState.objects.filter(account=account).update(**fields, updated_at=now):
+        StreamState.objects.update_or_create(account=account, defaults=fields)
 
 
 # --- stream health -------------------------------------------------------------------------------------
 
 
-def stream_reconcile(*, account: TradingAccount) -> None:
+def stream_reconcile(*, account: TradingAccount, memory: StreamMemory | None = None) -> None:
     """Make the database match BingX over REST before the stream is trusted again (after every connect).
 
     ``resync_account`` does it (orders, fills and orders placed by hand during the gap, positions, balance).
@@ -299,6 +356,8 @@ def stream_reconcile(*, account: TradingAccount) -> None:
     cut = began_ms - RECONCILE_CUT_MARGIN_MS
     StreamState.objects.get_or_create(account=account)
     StreamState.objects.filter(account=account, account_event_ms__lt=cut).update(account_event_ms=cut)
+    if memory is not None:
+        memory.watermark = None  # the next burst reads it back, cut included
 
 
 def stream_mark_connected(*, account: TradingAccount, was_alerted: bool) -> None:
@@ -318,6 +377,9 @@ def stream_mark_down(*, account_id: int, reason: str, memory: StreamMemory | Non
     if memory is not None and memory.last_event_at is not None:
         defaults["last_event_at"] = memory.last_event_at
         memory.state_written_at = time.monotonic()
+    if memory is not None and memory.watermark is not None:
+        defaults["account_event_ms"] = memory.watermark.event_ms
+        defaults["account_event_digests"] = list(memory.watermark.digests)
     StreamState.objects.update_or_create(account_id=account_id, defaults=defaults)
 
 
@@ -369,6 +431,12 @@ class AccountStream:
         self._follow_ups: list[tuple[Order, str | None]] = []
         self._follow_ups_lock = threading.Lock()
         self._follow_ups_scheduled = False
+        # Used on the follow-up thread only: what fills left to read back, when it was last read, the timer
+        # that hands the next read to the thread.
+        self._read_back: FollowUpReadBack | None = None
+        self._read_back_account: TradingAccount | None = None
+        self._read_back_last: float | None = None
+        self._read_back_timer: threading.Timer | None = None
         self.account: TradingAccount | None = None
         self.listen_key: str | None = None
         self.down_since: float | None = None
@@ -392,21 +460,64 @@ class AccountStream:
         with self._follow_ups_lock:
             batch, self._follow_ups = self._follow_ups, []
             self._follow_ups_scheduled = False
-        close_old_connections()
         try:
-            follow_ups_run(account, batch)
+            read_back = follow_ups_protect(account, batch)
+            if read_back is not None:
+                self._read_back = read_back if self._read_back is None else self._read_back.merge(read_back)
+                self._read_back_account = account
+            self._read_back_when_due(account)
         except Exception:  # noqa: BLE001 - a bug must not stop the thread; the next reconcile completes it
             logger.exception("stream of account %s: follow-ups failed", self.account_id)
+        finally:
+            connection.close()  # back to the pool between follow-ups: they come a few times a second at most
+
+    def _read_back_when_due(self, account: TradingAccount, *, now: bool = False) -> None:
+        """Read back what fills left, unless the last read was under ``read_back_seconds`` ago: then a timer
+        brings it to this thread when it is due (``now``: read it anyway)."""
+        if self._read_back is None:
+            return
+        clock = time.monotonic()
+        due = clock if self._read_back_last is None else self._read_back_last + self.timings.read_back_seconds
+        if clock < due and not now:
+            if self._read_back_timer is None:
+                self._read_back_timer = threading.Timer(due - clock, self._read_back_submit, (account,))
+                self._read_back_timer.daemon = True
+                self._read_back_timer.start()
+            return
+        if self._read_back_timer is not None:
+            self._read_back_timer.cancel()
+            self._read_back_timer = None
+        read_back, self._read_back = self._read_back, None
+        self._read_back_last = clock
+        follow_ups_read_back(account, read_back)
+
+    def _read_back_submit(self, account: TradingAccount) -> None:
+        with contextlib.suppress(RuntimeError):  # the stream has ended: follow_ups_done read it back
+            self.follow_up_executor.submit(self._read_back_timed, account)
+
+    def _read_back_timed(self, account: TradingAccount) -> None:
+        self._read_back_timer = None
+        try:
+            self._read_back_when_due(account, now=True)
+        except Exception:  # noqa: BLE001 - as in _follow_ups_drain
+            logger.exception("stream of account %s: follow-up read-back failed", self.account_id)
+        finally:
+            connection.close()
 
     async def follow_ups_done(self) -> None:
-        """Wait until every follow-up handed on so far has run."""
-        await asyncio.get_running_loop().run_in_executor(self.follow_up_executor, lambda: None)
+        """Wait until every follow-up handed on so far has run, its read-back included (read now if pending)."""
+
+        def read_back_now() -> None:
+            if self._read_back is not None:
+                self._read_back_timed(self._read_back_account)
+
+        await asyncio.get_running_loop().run_in_executor(self.follow_up_executor, read_back_now)
 
     async def sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on this account's worker thread (its DB connection and ccxt client live there)."""
 
         def call() -> T:
-            close_old_connections()
+            connection_kept()
             return fn(*args, **kwargs)
 
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
@@ -474,7 +585,7 @@ class AccountStream:
             if await queue.get() is not _OPEN:
                 return
             opened = loop.time()
-            await self.sync(stream_reconcile, account=self.account)
+            await self.sync(stream_reconcile, account=self.account, memory=self.memory)
             await self.sync(stream_mark_connected, account=self.account, was_alerted=self.alerted)
             self.down_since, self.alerted = None, False
             logger.info("stream of %s connected and reconciled", self.account.name)
@@ -577,6 +688,16 @@ class AccountStream:
         with contextlib.suppress(Exception):
             await self.sync(release)
         self.executor.shutdown(wait=False)
+
+
+def connection_kept() -> None:
+    """This thread's database connection, kept from one call to the next. An account's applier thread is
+    its only user: handing it back to the pool after every burst (which Django's ``close_old_connections``
+    does at CONN_MAX_AGE=0) cost a return, a reset and a health check per burst, more than applying 30
+    events. ``run_stream`` checks the pool holds one per account. A connection an error left unusable (a
+    database restart) is dropped, so the call takes a fresh one."""
+    if connection.connection is not None and connection.errors_occurred and not connection.is_usable():
+        connection.close()
 
 
 def stream_accounts() -> list[TradingAccount]:

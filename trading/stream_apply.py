@@ -6,36 +6,48 @@ new fills, changed orders, audit rows and changed positions are written together
 the ones the REST poller and the resync use (``order_advance`` is ``order_apply``'s rule; positions follow
 what BingX reports), so the stream records the same fills and statuses they would.
 
+Positions are kept in memory through the burst too. One opened is inserted with the burst's other writes
+(after the rows the burst closed, so the one-open-position constraint sees the old one closed), however
+often it changed. A close takes its cause and realized PnL from the fills the burst itself recorded; only a
+position opened before the burst also reads its earlier fills (one query).
+
 What stays row by row, because it is rare and needs the database as it is: an order placed outside the
-platform (recorded on first sight), a gap in an order's trades (its state re-read over REST), a position
-opened or closed (closing reads the fills that closed it). The pending writes are flushed before each.
+platform (recorded on first sight), a gap in an order's trades (its state re-read over REST). The pending
+writes are flushed before each.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from signals_app.events import publish
 from trading.audit import Actor, audit_record
+from trading.burst_sql import (
+    closing_fills,
+    open_positions_locked,
+    orders_locked,
+    rows_insert,
+    rows_insert_returning,
+    rows_update,
+)
 from trading.exchange.client import client_for
 from trading.exchange.errors import ExchangeError
 from trading.exchange.stream import AccountUpdate, OrderUpdate
 from trading.execution import (
     LIQUIDATION_ORDER_TYPE,
     close_reason_for,
+    close_reason_of,
     order_advance,
     order_realized_recorded,
     position_closed_announce,
-    position_open_or_update,
-    position_realized_pnl,
 )
 from trading.models import (
     AuditEvent,
@@ -61,30 +73,73 @@ RECENT_DIGESTS = 50
 POSITION_FIELDS = ("qty", "entry_price", "unrealized_pnl", "margin_mode")
 
 
+@dataclass(frozen=True)
+class AccountWatermark:
+    """The newest ACCOUNT_UPDATE applied (BingX's event time) and the digests of the last few: an update
+    older than it, or one of them again, is not applied (``StreamState`` keeps it across restarts)."""
+
+    event_ms: int
+    digests: tuple[str, ...]
+
+    def admits(self, event_ms: int, digest: str) -> bool:
+        return event_ms >= self.event_ms and digest not in self.digests
+
+    def after(self, event_ms: int, digest: str) -> AccountWatermark:
+        return AccountWatermark(event_ms, (*self.digests, digest)[-RECENT_DIGESTS:])
+
+
 @dataclass
 class BurstOutcome:
-    """What a burst leaves to do after its commit: the follow-ups of orders it filled (in order), and what
-    it announces (positions changed, the wallet of its balance snapshot)."""
+    """What a burst leaves to do after its commit: the follow-ups of orders it filled (in order), what it
+    announces (positions changed, the wallet of its balance snapshot), and the account watermark it left."""
 
     follow_ups: list[tuple[Order, str | None]] = field(default_factory=list)
     positions_changed: bool = False
     wallet: AccountUpdate | None = None
+    watermark: AccountWatermark | None = None
 
 
 class BurstWriter:
     """One burst's pending writes. Use inside the burst's transaction: ``order_event`` / ``account_event``
-    per event in order, then ``finish``."""
+    per event in order, then ``finish``.
 
-    def __init__(self, account: TradingAccount, outcome: BurstOutcome) -> None:
+    - ``watermark``: the account watermark as the caller (``StreamMemory``) holds it. The caller then keeps
+      and writes it (``outcome.watermark``); without one it is read from ``StreamState`` (locked) and saved
+      with the burst.
+    - ``leverages``: where the symbol profiles' leverages are read (a cache); ``symbol_leverages`` without.
+    - ``careful``: check that each new fill is not stored yet. Fills are derived under their order's lock
+      from its recorded quantity, so a stored one cannot come again; a burst that fails on one anyway is
+      applied again carefully (``stream_events_apply``).
+    """
+
+    def __init__(
+        self,
+        account: TradingAccount,
+        outcome: BurstOutcome,
+        *,
+        watermark: AccountWatermark | None = None,
+        leverages: Callable[[TradingAccount], dict[str, int]] | None = None,
+        careful: bool = True,
+    ) -> None:
         self.account = account
         self.outcome = outcome
+        self.watermark = watermark
+        self.watermark_kept = watermark is not None  # by the caller: not saved here
+        self.careful = careful
         self.orders: dict[str, Order] = {}  # exchange id and client id -> our locked row
         self.fills: list[tuple[Fill, dict[str, Any]]] = []  # new fills and their orders.executed payloads
+        self.burst_fills: list[tuple[Fill, Order]] = []  # every fill of this burst, in order (flushed or not)
+        self.fills_stored_before: set[int] = set()  # ids of burst_fills found stored already (not this burst's)
         self.dirty_orders: dict[int, tuple[Order, set[str]]] = {}
         self.events: list[AuditEvent] = []
         self._positions: dict[tuple[str, str], Position] | None = None
         self.dirty_positions: dict[int, tuple[Position, set[str]]] = {}
-        self.closed_unwritten: set[tuple[str, str]] = set()  # positions closed in memory, not written yet
+        self.new_positions: list[Position] = []  # opened in this burst, not inserted yet
+        self.unsaved_events: list[tuple[AuditEvent, Position]] = []  # audit rows of positions not inserted yet
+        self.closes: list[tuple[Position, str, Decimal]] = []  # announced once written (their ids known)
+        self.closing: list[tuple[Position, int]] = []  # opened before the burst, closed in it: (row, fills seen)
+        self._leverages_read = leverages or symbol_leverages
+        self._leverages: dict[str, int] | None = None
         self._stream_state: StreamState | None = None
 
     # --- orders ----------------------------------------------------------------------------------------
@@ -93,16 +148,7 @@ class BurstWriter:
         """Lock, in one query, every order of ours the burst's order events name."""
         exchange_ids = {u.order.exchange_order_id for u in updates if u.order.exchange_order_id}
         client_ids = {u.order.client_order_id for u in updates if u.order.client_order_id}
-        if not exchange_ids and not client_ids:
-            return
-        rows = (
-            Order.objects.select_for_update(of=("self",))
-            .select_related("signal")
-            .filter(account=self.account)
-            .filter(Q(exchange_order_id__in=exchange_ids) | Q(client_order_id__in=client_ids))
-            .order_by("pk")  # one lock order for every writer
-        )
-        for order in rows:
+        for order in orders_locked(self.account.pk, exchange_ids, client_ids):
             self._know(order)
 
     def _know(self, order: Order) -> None:
@@ -117,7 +163,7 @@ class BurstWriter:
             order = self.orders.get(f"c:{state.client_order_id}")
         if order is not None or not state.exchange_order_id:
             return order
-        created = order_external_record(account=self.account, update=update)
+        created = order_external_record(account=self.account, update=update, open_positions=self._open_positions())
         if created is None:
             return None
         order = Order.objects.select_for_update(of=("self",)).select_related("signal").get(pk=created.pk)
@@ -151,6 +197,7 @@ class BurstWriter:
         if advance.fill is not None:
             fill = advance.fill
             self.fills.append((fill, _executed_payload(self.account, order, fill)))
+            self.burst_fills.append((fill, order))
         if order.status == OS.FILLED and before != OS.FILLED:
             close_reason = Position.CloseReason.LIQUIDATION if update.is_liquidation else None
             self.outcome.follow_ups.append((order, close_reason))
@@ -166,12 +213,11 @@ class BurstWriter:
     def account_event(self, update: AccountUpdate) -> bool:
         """An ACCOUNT_UPDATE: positions follow it (one reported at 0 is closed with its cause); its wallet is
         kept for the burst's one balance snapshot. False for an event older than, or the same as, the last."""
-        state = self._state()
+        mark = self._watermark()
         digest = account_update_digest(update)
-        if update.event_ms < state.account_event_ms or digest in state.account_event_digests:
+        if not mark.admits(update.event_ms, digest):
             return False
-        state.account_event_ms = update.event_ms
-        state.account_event_digests = [*state.account_event_digests, digest][-RECENT_DIGESTS:]
+        self.watermark = mark.after(update.event_ms, digest)
         for reported in update.positions:
             if self._position_follow(reported):
                 self.outcome.positions_changed = True
@@ -179,15 +225,19 @@ class BurstWriter:
             self.outcome.wallet = update
         return True
 
-    def _state(self) -> StreamState:
-        if self._stream_state is None:
+    def _watermark(self) -> AccountWatermark:
+        if self.watermark is None:
             self._stream_state, _ = StreamState.objects.select_for_update().get_or_create(account=self.account)
-        return self._stream_state
+            state = self._stream_state
+            self.watermark = AccountWatermark(state.account_event_ms, tuple(state.account_event_digests))
+        return self.watermark
 
     def _open_positions(self) -> dict[tuple[str, str], Position]:
         if self._positions is None:
-            rows = Position.objects.select_for_update().filter(account=self.account, status=Position.Status.OPEN)
-            self._positions = {(p.symbol, p.side): p for p in rows.order_by("pk")}
+            self._positions = {}
+            for position in open_positions_locked(self.account.pk):
+                position.account = self.account  # their audit rows name it (``str``): no query each
+                self._positions[(position.symbol, position.side)] = position
         return self._positions
 
     def _position_follow(self, reported) -> bool:
@@ -198,7 +248,6 @@ class BurstWriter:
             if position is None:
                 return False
             del positions[key]
-            self.closed_unwritten.add(key)
             return self._position_close(position)
         fields = {
             "qty": reported.qty,
@@ -207,17 +256,16 @@ class BurstWriter:
             "margin_mode": reported.margin_mode,
         }
         if position is None:
-            if key in self.closed_unwritten:
-                self.flush()  # the one-open-position constraint must see the old one closed first
-            profile = SymbolProfile.objects.filter(account=self.account, symbol=reported.symbol).first()
-            positions[key] = position_open_or_update(
+            position = Position(
                 account=self.account,
                 symbol=reported.symbol,
                 side=reported.side,
-                fields=fields,
                 opened_at=timezone.now(),
-                create_only={"leverage": profile.leverage if profile else self.account.default_leverage},
+                leverage=self._leverage(reported.symbol),
+                **fields,
             )
+            positions[key] = position
+            self.new_positions.append(position)
             return True
         if all(getattr(position, name) == value for name, value in fields.items()):
             return False
@@ -226,17 +274,42 @@ class BurstWriter:
         self._position_dirty(position, POSITION_FIELDS)
         return True
 
+    def _leverage(self, symbol: str) -> int:
+        """A new position's leverage until BingX's is read back: its symbol profile's, else the account's."""
+        if self._leverages is None:
+            self._leverages = self._leverages_read(self.account)
+        return self._leverages.get(symbol) or self.account.default_leverage
+
     def _position_dirty(self, position: Position, fields) -> None:
         position.updated_at = timezone.now()
+        if position.pk is None:  # inserted with the burst's writes, as it is by then
+            return
         _, dirty = self.dirty_positions.setdefault(position.pk, (position, set()))
         dirty.update(fields)
         dirty.add("updated_at")
 
     def _position_close(self, position: Position) -> bool:
-        """Closed on BingX: its cause and realized PnL come from the fills that closed it (written first)."""
-        self.flush_fills()
-        reason = close_cause(position)
-        realized = position_realized_pnl(position)
+        """Closed on BingX, with the cause and realized PnL its closing fills tell (``close_facts``). One
+        opened in this burst is closed now; one opened before it at the flush, together with the others (one
+        read of their earlier fills)."""
+        if position.pk is None:
+            reason, realized = self.close_facts(position, len(self.burst_fills), earlier=())
+            self._close_stage(position, reason, realized)
+        else:
+            self.closing.append((position, len(self.burst_fills)))
+        return True
+
+    def _closes_stage(self) -> None:
+        """Close the positions opened before this burst that it saw closed."""
+        if not self.closing:
+            return
+        earlier = closing_fills_stored(self.account, [position for position, _ in self.closing])
+        for position, seen in self.closing:
+            reason, realized = self.close_facts(position, seen, earlier=earlier)
+            self._close_stage(position, reason, realized)
+        self.closing = []
+
+    def _close_stage(self, position: Position, reason: str, realized: Decimal) -> None:
         staged = transition_stage(
             position,
             to=Position.Status.CLOSED,
@@ -246,58 +319,166 @@ class BurstWriter:
             changes=position_close_changes(reason=reason, realized_pnl=realized),
         )
         if staged is None:
-            return False
+            return
         self._position_dirty(position, staged.fields)
         self.events.append(staged.event)
-        position_closed_announce(position=position, reason=reason, realized_pnl=realized)
-        return True
+        if position.pk is None:
+            self.unsaved_events.append((staged.event, position))
+        self.closes.append((position, reason, realized))
+
+    def close_facts(self, position: Position, seen: int, *, earlier) -> tuple[str, Decimal]:
+        """Why ``position`` closed and its realized PnL, by the rules of ``position_realized_pnl`` and the
+        resync: from the fills on its closing side since it opened. The PnL counts those on its position side
+        (or both); the order of the last reduce-only one tells the cause (none: reconciliation).
+
+        Those fills are the burst's first ``seen`` (the ones before it closed), and for a position opened
+        before the burst the ones stored before (``earlier``: ``closing_fills_stored``; the burst's own, once
+        flushed, skipped by trade id)."""
+        closing_side = "sell" if position.side == "long" else "buy"
+        sides = (position.side, Order.PositionSideChoice.BOTH)
+        burst: list[tuple[Fill, Order]] = [
+            (fill, order)
+            for fill, order in self.burst_fills[:seen]
+            if order.symbol == position.symbol
+            and order.side == closing_side
+            and id(fill) not in self.fills_stored_before
+        ]
+        in_burst = {fill.exchange_trade_id for fill, _ in burst}
+        realized, reason = ZERO, Position.CloseReason.RECONCILIATION
+        for row in earlier:
+            if (
+                row.symbol != position.symbol
+                or row.side != closing_side
+                or row.executed_at < position.opened_at
+                or row.trade_id in in_burst
+            ):
+                continue
+            if row.position_side in sides:
+                realized += row.realized_pnl
+            if row.reduce_only:
+                reason = row.close_reason
+        for fill, order in burst:
+            if fill.executed_at < position.opened_at:
+                continue
+            if order.position_side in sides:
+                realized += fill.realized_pnl
+            if order.reduce_only:
+                reason = close_reason_for(order)
+        return reason, realized
 
     # --- writing -----------------------------------------------------------------------------------------
 
     def flush_fills(self) -> None:
-        """Write the new fills (what a close's cause and realized PnL, and a gap's REST check, are read from)."""
+        """Write the new fills (before a gap's REST check, which reads the order's recorded fills)."""
         if not self.fills:
             return
-        keys = [fill.exchange_trade_id for fill, _ in self.fills]
-        stored = set(Fill.objects.filter(exchange_trade_id__in=keys).values_list("exchange_trade_id", flat=True))
-        new = []
+        stored = set()
+        if self.careful:
+            keys = [fill.exchange_trade_id for fill, _ in self.fills]
+            stored = set(Fill.objects.filter(exchange_trade_id__in=keys).values_list("exchange_trade_id", flat=True))
+        new, known = [], set()
         for fill, payload in self.fills:
             if fill.exchange_trade_id in stored:
+                known.add(id(fill))
                 continue
             stored.add(fill.exchange_trade_id)
             new.append(fill)
             publish("orders.executed", payload.pop("signal"), **payload)
-        Fill.objects.bulk_create(new)
+        rows_insert(Fill, new)
         self.fills = []
+        self.fills_stored_before |= known  # not this burst's: a close counts them from the database, once
 
     def flush(self) -> None:
-        """Write what is pending: new fills, changed orders, their audit rows, changed positions."""
+        """Write what is pending: new fills, changed orders, changed positions (closes first), new positions,
+        then the audit rows; then announce the closes (after commit)."""
+        self._closes_stage()
         self.flush_fills()
-        for order, fields in self.dirty_orders.values():
-            _row_update(Order, order, fields)
+        rows_update(Order, self.dirty_orders.values())
         self.dirty_orders = {}
-        for position, fields in self.dirty_positions.values():
-            _row_update(Position, position, fields)
+        rows_update(Position, self.dirty_positions.values())
         self.dirty_positions = {}
-        self.closed_unwritten.clear()
+        if self.new_positions:
+            positions_insert(self.new_positions, careful=self.careful)
+            self.new_positions = []
+        for event, position in self.unsaved_events:
+            event.object_id, event.object_repr = str(position.pk), str(position)[:200]
+        self.unsaved_events = []
         if self.events:
-            AuditEvent.objects.bulk_create(self.events)
+            rows_insert(AuditEvent, self.events)
             self.events = []
+        for position, reason, realized in self.closes:
+            position_closed_announce(position=position, reason=reason, realized_pnl=realized)
+        self.closes = []
 
     def finish(self) -> BalanceSnapshot | None:
         """Flush, save the stream state, and take the burst's balance snapshot (the last wallet pushed)."""
         self.flush()
-        if self._stream_state is not None:
+        self.outcome.watermark = self.watermark
+        if self._stream_state is not None and not self.watermark_kept:
+            self._stream_state.account_event_ms = self.watermark.event_ms
+            self._stream_state.account_event_digests = list(self.watermark.digests)
             self._stream_state.save(update_fields=["account_event_ms", "account_event_digests", "updated_at"])
         if self.outcome.wallet is None:
             return None
         return balance_from_wallet(self.account, self.outcome.wallet, self._open_positions().values())
 
 
-def _row_update(model, row, fields) -> None:
-    """One UPDATE of the changed fields of a row the burst holds locked. (``bulk_update``'s CASE expressions
-    cost more Python than the few rows of a burst save in round trips.)"""
-    model.objects.filter(pk=row.pk).update(**{name: getattr(row, name) for name in fields})
+@dataclass(frozen=True)
+class StoredFill:
+    trade_id: str
+    realized_pnl: Decimal
+    executed_at: Any
+    symbol: str
+    side: str
+    position_side: str
+    reduce_only: bool
+    close_reason: str  # what its order tells of a close it made (``close_reason_for``)
+
+
+def closing_fills_stored(account: TradingAccount, positions: list[Position]) -> list[StoredFill]:
+    """The stored fills that may have closed part of ``positions`` (their symbols, since the first opened),
+    oldest first, with what their orders tell of a close: one query for all of a burst's closes."""
+    rows = closing_fills(
+        account.pk,
+        {position.symbol for position in positions},
+        min(position.opened_at for position in positions),
+    )
+    stored = []
+    for *columns, purpose, order_type, signal_id, action in rows:
+        action = (action or "") if signal_id is not None else None
+        reason = close_reason_of(purpose=purpose, order_type=order_type, signal_action=action)
+        stored.append(StoredFill(*columns, close_reason=reason))
+    return stored
+
+
+def positions_insert(positions: list[Position], *, careful: bool = True) -> None:
+    """Insert the positions a burst opened, as they are at its end (some closed already).
+
+    Every writer of an account's positions holds its lock (``account_positions_lock``), so none can have
+    recorded one of these meanwhile: a burst inserts them as they are. ``careful`` (a burst applied again
+    after a failure): an insert refused all the same brings the row another writer recorded to what BingX
+    reported instead."""
+    if not careful:
+        rows_insert_returning(Position, positions)
+        return
+    try:
+        with transaction.atomic():  # a savepoint: a refused insert must not spoil the burst
+            rows_insert_returning(Position, positions)
+        return
+    except IntegrityError:
+        logger.warning("stream: an open position was recorded by another writer meanwhile; updating it")
+    for position in positions:
+        position.pk = None
+        try:
+            with transaction.atomic():
+                position.save(force_insert=True)
+        except IntegrityError:
+            existing = Position.objects.select_for_update().get(
+                account=position.account, symbol=position.symbol, side=position.side, status=Position.Status.OPEN
+            )
+            position.pk, position.opened_at = existing.pk, existing.opened_at
+            position._state.adding = False
+            position.save()
 
 
 def _executed_payload(account: TradingAccount, order: Order, fill: Fill) -> dict[str, Any]:
@@ -328,14 +509,23 @@ def _rest_state(order: Order):
         return None
 
 
+def symbol_leverages(account: TradingAccount) -> dict[str, int]:
+    """The leverage of each of the account's symbol profiles, by symbol."""
+    return dict(SymbolProfile.objects.filter(account=account).values_list("symbol", "leverage"))
+
+
 def account_update_digest(update: AccountUpdate) -> str:
     seen = repr((update.event_ms, update.reason, update.balances, update.positions))
     return hashlib.sha256(seen.encode()).hexdigest()
 
 
-def order_external_record(*, account: TradingAccount, update: OrderUpdate) -> Order | None:
+def order_external_record(
+    *, account: TradingAccount, update: OrderUpdate, open_positions: dict[tuple[str, str], Position] | None = None
+) -> Order | None:
     """Our row for an order placed outside the platform (BingX's app, a liquidation), created on first sight
-    so its fills are never lost; None when the event carries no quantity to record."""
+    so its fills are never lost; None when the event carries no quantity to record. ``open_positions``: the
+    account's open positions by (symbol, side) as the caller holds them (a burst's, written or not); read
+    from the database when not given."""
     state = update.order
     existing = Order.objects.filter(account=account, exchange_order_id=state.exchange_order_id).first()
     if existing is not None:
@@ -344,7 +534,7 @@ def order_external_record(*, account: TradingAccount, update: OrderUpdate) -> Or
     if qty <= 0:
         logger.warning("stream: order %s has no quantity; not recorded", state.exchange_order_id)
         return None
-    reduce_only = state.reduce_only or _reduces(account, state)
+    reduce_only = state.reduce_only or _reduces(account, state, open_positions)
     with transaction.atomic():
         order, created = Order.objects.get_or_create(
             client_order_id=external_client_order_id(state.exchange_order_id),
@@ -379,33 +569,17 @@ def external_client_order_id(exchange_order_id: str) -> str:
     return f"x{exchange_order_id}".lower()[:40]
 
 
-def _reduces(account: TradingAccount, state) -> bool:
+def _reduces(account: TradingAccount, state, open_positions) -> bool:
     """Whether an order that does not say so reduces a position: in hedge mode its position side tells
     (a sell on LONG closes it); in one-way mode, whether it is against the position we hold."""
     if state.position_side in ("long", "short"):
         return (state.side == "sell") == (state.position_side == "long")
     held = "long" if state.side == "sell" else "short"
+    if open_positions is not None:
+        return (state.symbol, held) in open_positions
     return Position.objects.filter(
         account=account, symbol=state.symbol, side=held, status=Position.Status.OPEN
     ).exists()
-
-
-def close_cause(position: Position) -> str:
-    """The cause of a close we learn from the stream: the last reduce-only fill on the position tells."""
-    closing_side = "sell" if position.side == "long" else "buy"
-    last = (
-        Order.objects.filter(
-            account=position.account,
-            symbol=position.symbol,
-            side=closing_side,
-            reduce_only=True,
-            fills__executed_at__gte=position.opened_at,
-        )
-        .select_related("signal")
-        .order_by("-fills__executed_at")
-        .first()
-    )
-    return close_reason_for(last) if last is not None else Position.CloseReason.RECONCILIATION
 
 
 def balance_from_wallet(account: TradingAccount, update: AccountUpdate, open_positions) -> BalanceSnapshot | None:
@@ -420,7 +594,7 @@ def balance_from_wallet(account: TradingAccount, update: AccountUpdate, open_pos
         unrealized += position.unrealized_pnl
         used += position.qty * position.entry_price / max(position.leverage, 1)
     equity = row.wallet_balance + unrealized
-    return BalanceSnapshot.objects.create(
+    snapshot = BalanceSnapshot(
         account=account,
         asset=SETTLE,
         equity=equity,
@@ -430,3 +604,5 @@ def balance_from_wallet(account: TradingAccount, update: AccountUpdate, open_pos
         used_margin=used.quantize(Decimal("0.00000001")),
         taken_at=timezone.now(),
     )
+    rows_insert(BalanceSnapshot, [snapshot])
+    return snapshot

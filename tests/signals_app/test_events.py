@@ -11,6 +11,15 @@ from channels.layers import get_channel_layer
 from signals_app.events import _EventSender
 
 
+async def events_received(layer, channel, count: int) -> list[dict]:
+    """The next ``count`` events on ``channel``, each message unfolded (``pipeline.events`` holds several)."""
+    events: list[dict] = []
+    while len(events) < count:
+        message = await asyncio.wait_for(layer.receive(channel), 10)
+        events += message["events"] if message["type"] == "pipeline.events" else [message]
+    return events
+
+
 @pytest.mark.redis
 def test_a_burst_of_events_arrives_complete_and_in_order_over_redis(settings, redis_url):
     settings.CHANNEL_LAYERS = {
@@ -29,7 +38,7 @@ def test_a_burst_of_events_arrives_complete_and_in_order_over_redis(settings, re
 
     async def receive_all():
         # Received on the layer's own loop-bound client: a fresh layer object for this loop.
-        return [(await asyncio.wait_for(layer.receive(channel), 10))["number"] for _ in range(500)]
+        return [event["number"] for event in await events_received(layer, channel, 500)]
 
     assert async_to_sync(receive_all)() == list(range(500))
 
@@ -73,8 +82,44 @@ def test_events_go_only_to_groups_with_a_live_member_and_in_order(settings, redi
         sender.submit("signals.raw" if number % 2 else "signals.validated", {"type": "e", "number": number})
 
     async def receive_all():
-        return [(await asyncio.wait_for(layer.receive(channel), 10))["number"] for _ in range(50)]
+        return [event["number"] for event in await events_received(layer, channel, 50)]
 
     assert async_to_sync(receive_all)() == list(range(0, 100, 2))
     assert set(sent_to) == {"signals.validated"}
     client.delete(layer._group_key("signals.raw"))
+
+
+@pytest.mark.redis
+def test_a_topics_events_in_one_batch_go_in_few_messages_each_holding_them_in_order(settings, redis_url):
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": f"test-events-{time.time_ns()}"},
+        }
+    }
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("orders.executed", channel)
+    sender = _EventSender()
+
+    for number in range(250):  # submitted far faster than a batch's 100 ms: a few batches at most
+        sender.submit("orders.executed", {"type": "pipeline.event", "topic": "orders.executed", "number": number})
+
+    async def receive_messages():
+        messages, events = [], 0
+        while events < 250:
+            message = await asyncio.wait_for(layer.receive(channel), 10)
+            messages.append(message)
+            events += len(message["events"]) if message["type"] == "pipeline.events" else 1
+        return messages
+
+    messages = async_to_sync(receive_messages)()
+    numbers = [
+        event["number"]
+        for message in messages
+        for event in (message["events"] if message["type"] == "pipeline.events" else [message])
+    ]
+    assert numbers == list(range(250))
+    assert len(messages) <= 10
+    assert all(len(message.get("events", [message])) <= _EventSender.MESSAGE_EVENTS for message in messages)
+    assert {message["topic"] for message in messages} == {"orders.executed"}

@@ -318,6 +318,27 @@ async def test_a_burst_of_events_is_answered_with_one_snapshot():
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
+async def test_several_events_in_one_message_are_each_shown_with_one_snapshot():
+    communicator = communicator_for(await staff_user())
+    await communicator.connect()
+    await communicator.receive_json_from(timeout=5)
+    fills = [
+        event_payload("orders.executed", None, account_id=1, symbol=symbol)
+        for symbol in (BTC, "SOL/USDT:USDT", "LTC/USDT:USDT")
+    ]
+
+    await get_channel_layer().group_send(
+        "orders.executed", {"type": "pipeline.events", "topic": "orders.executed", "events": fills}
+    )
+
+    pushed = await communicator.receive_json_from(timeout=5)
+    assert [event["symbol"] for event in pushed["events"]] == [BTC, "SOL/USDT:USDT", "LTC/USDT:USDT"]
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
 async def test_a_user_who_loses_staff_status_is_disconnected_at_the_next_push():
     user = await staff_user()
     communicator = communicator_for(user)
