@@ -4,12 +4,13 @@ Reads: the rows a burst locks are read with SQL written once (``Model.objects.ra
 each time. On the development machines the ORM took 0.3-0.7 ms of CPU to build each of these queries, more
 than PostgreSQL took to run it, and a burst made five of them whatever its size.
 
-Writes: on PostgreSQL the values go to psycopg as they are (``Decimal``, aware ``datetime``, ``str``,
-``int``), and psycopg writes them in C. Django's own path prepares each value in Python (``get_db_prep_save``)
-and ``bulk_create`` quotes its arrays in Python too: together that was about a third of a burst's time at
-2,000 events/s. Columns of any other kind (JSON, and anything not listed in ``_AS_THEY_ARE``) still go
-through ``get_db_prep_save``. Errors are Django's (``IntegrityError``, ``OperationalError``), as for its
-own statements. Elsewhere (SQLite) the writes are Django's ``bulk_create`` and ``QuerySet.update``.
+Writes: one statement per table and burst. On PostgreSQL the values go to psycopg as they are
+(``Decimal``, aware ``datetime``, ``str``, ``int``), and psycopg writes them in C. Django's own path
+prepares each value in Python (``get_db_prep_save``) and ``bulk_create`` quotes its arrays in Python too:
+together that was about a third of a burst's time at 2,000 events/s. Columns of any other kind (JSON, and
+anything not listed in ``_AS_THEY_ARE``) still go through ``get_db_prep_save``. Errors are Django's
+(``IntegrityError``, ``OperationalError``), as for its own statements. Elsewhere (SQLite) the writes are
+Django's ``bulk_create`` and ``QuerySet.update``.
 """
 
 from __future__ import annotations
@@ -166,9 +167,12 @@ def rows_update(model: type[models.Model], dirty: Iterable[tuple[models.Model, s
     _execute(lambda cursor: cursor.execute(sql, [value for row, _ in dirty for value in (row.pk, *values(row))]))
 
 
-def rows_insert(model: type[models.Model], rows: list[models.Model]) -> None:
-    """Insert new rows whose ids nobody reads afterwards (fills, audit rows), through ``COPY`` on
-    PostgreSQL: the table's constraints hold as for any insert, in the caller's transaction."""
+INSERT_ROWS = 1000  # rows per INSERT statement (PostgreSQL takes at most 65,535 parameters in one)
+
+
+def rows_insert(model: type[models.Model], rows: list[models.Model], *, returning: bool = False) -> None:
+    """Insert new rows, as many as ``INSERT_ROWS`` per statement (one round trip each; a ``COPY`` takes two,
+    which cost more than it saves for a burst's few dozen rows). ``returning``: give each row its id."""
     if not rows:
         return
     if connection.vendor != "postgresql":
@@ -176,41 +180,27 @@ def rows_insert(model: type[models.Model], rows: list[models.Model]) -> None:
         return
     columns = tuple(column for column in model._meta.concrete_fields if not column.primary_key)
     quote = connection.ops.quote_name
-    sql = f"COPY {quote(model._meta.db_table)} ({', '.join(quote(column.column) for column in columns)}) FROM STDIN"
     values = _values_of(columns, adding=True)
-
-    def copy_rows(cursor) -> None:
-        with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(values(row))
-
-    _execute(copy_rows)
-
-
-def rows_insert_returning(model: type[models.Model], rows: list[models.Model]) -> None:
-    """Insert new rows in one statement and give each its id (``bulk_create`` on SQLite)."""
-    if not rows:
-        return
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(rows)
-        return
-    columns = tuple(column for column in model._meta.concrete_fields if not column.primary_key)
-    quote = connection.ops.quote_name
+    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(column.column) for column in columns)}) "
     placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(column.column) for column in columns)}) "
-        f"VALUES {', '.join([placeholders] * len(rows))} RETURNING {quote(model._meta.pk.column)}"
-    )
-    values = _values_of(columns, adding=True)
+    for start in range(0, len(rows), INSERT_ROWS):
+        chunk = rows[start : start + INSERT_ROWS]
+        sql = head + f"VALUES {', '.join([placeholders] * len(chunk))}"
+        if returning:
+            sql += f" RETURNING {quote(model._meta.pk.column)}"
+        params = [value for row in chunk for value in values(row)]
 
-    def insert(cursor) -> list:
-        cursor.execute(sql, [value for row in rows for value in values(row)])
-        return cursor.fetchall()
+        def insert(cursor, sql=sql, params=params) -> list:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if returning else []
 
-    # PostgreSQL returns the ids in the order of VALUES (as bulk_create relies on too).
-    for row, (pk,) in zip(rows, _execute(insert), strict=True):
-        row.pk = pk
-        row._state.adding, row._state.db = False, connection.alias
+        ids = _execute(insert)
+        if not returning:
+            continue
+        # PostgreSQL returns the ids in the order of VALUES (as bulk_create relies on too).
+        for row, (pk,) in zip(chunk, ids, strict=True):
+            row.pk = pk
+            row._state.adding, row._state.db = False, connection.alias
 
 
 def _execute(work: Callable[[psycopg.Cursor], Any]) -> Any:

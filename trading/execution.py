@@ -957,6 +957,27 @@ def orders_filled_protect(
     return read_back
 
 
+def protection_cancel_where_closed(
+    *, account: TradingAccount, read_back: FollowUpReadBack, client: BingXClient, actor: Actor
+) -> None:
+    """Cancel the remaining stop loss and take profits of the positions the fills closed, where our record
+    (the stream's) already has them closed: at once, without waiting for the read-back, which does it for
+    the others once BingX's positions say so."""
+    closed = {(symbol, side) for symbol, sides in read_back.closed_sides.items() for side in sides}
+    protected = set(
+        Order.objects.filter(  # one query: mostly, the fills left no protection to cancel
+            account=account, symbol__in=read_back.closed_sides, reduce_only=True, status__in=OPEN_STATUSES
+        )
+        .exclude(purpose=Order.Purpose.CLOSE)
+        .values_list("symbol", "side")
+    )
+    sides_of = {(symbol, "long" if closing_side == "sell" else "short") for symbol, closing_side in protected}
+    for symbol, side in sorted(closed & sides_of):
+        still_open = Position.objects.filter(account=account, symbol=symbol, side=side, status=Position.Status.OPEN)
+        if not still_open.exists():
+            _protective_cancel(account=account, symbol=symbol, side=side, client=client, actor=actor)
+
+
 def follow_up_read_back(
     *, account: TradingAccount, read_back: FollowUpReadBack, client: BingXClient, actor: Actor
 ) -> None:

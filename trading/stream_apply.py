@@ -35,7 +35,6 @@ from trading.burst_sql import (
     open_positions_locked,
     orders_locked,
     rows_insert,
-    rows_insert_returning,
     rows_update,
 )
 from trading.exchange.client import client_for
@@ -459,11 +458,11 @@ def positions_insert(positions: list[Position], *, careful: bool = True) -> None
     after a failure): an insert refused all the same brings the row another writer recorded to what BingX
     reported instead."""
     if not careful:
-        rows_insert_returning(Position, positions)
+        rows_insert(Position, positions, returning=True)
         return
     try:
         with transaction.atomic():  # a savepoint: a refused insert must not spoil the burst
-            rows_insert_returning(Position, positions)
+            rows_insert(Position, positions, returning=True)
         return
     except IntegrityError:
         logger.warning("stream: an open position was recorded by another writer meanwhile; updating it")

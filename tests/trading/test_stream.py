@@ -584,6 +584,6 @@ def test_it_alerts_when_the_stream_stays_down_and_says_when_it_is_back(
 
 
 def test_run_stream_warns_when_the_database_pool_is_smaller_than_its_accounts_need():
-    assert "DATABASE_POOL_SIZE=5" in pool_shortfall({"max_size": 5}, accounts=4)
-    assert pool_shortfall({"max_size": 6}, accounts=4) is None
+    assert "DATABASE_POOL_SIZE=9" in pool_shortfall({"max_size": 9}, accounts=4)
+    assert pool_shortfall({"max_size": 10}, accounts=4) is None  # an applier and a follow-up thread each
     assert pool_shortfall(None, accounts=40) is None  # SQLite: no pool

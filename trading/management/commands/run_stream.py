@@ -39,13 +39,14 @@ class Command(BaseCommand):
 
 
 def pool_shortfall(pool_options, accounts: int) -> str | None:
-    """A warning when the PostgreSQL pool cannot give every account's applier its connection (plus two spare)."""
+    """A warning when the PostgreSQL pool cannot give every account's applier and follow-up threads their
+    connections (plus two spare)."""
     if not isinstance(pool_options, dict) or "max_size" not in pool_options:
         return None  # no pool (SQLite): a connection per thread, nothing to run out of
-    needed = accounts + 2
+    needed = 2 * accounts + 2
     if pool_options["max_size"] >= needed:
         return None
     return (
         f"DATABASE_POOL_SIZE={pool_options['max_size']} is below the {needed} connections {accounts} account "
-        f"stream(s) need (one each, plus two): appliers will wait for connections. Raise it for this process."
+        f"stream(s) need (two each, plus two): appliers will wait for connections. Raise it for this process."
     )
