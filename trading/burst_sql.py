@@ -16,6 +16,7 @@ Django's ``bulk_create`` and ``QuerySet.update``.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterable
 from operator import attrgetter
 from typing import Any
@@ -164,7 +165,7 @@ def rows_update(model: type[models.Model], dirty: Iterable[tuple[models.Model, s
         + f" WHERE t.{pk} = v.{pk}"
     )
     values = _values_of(tuple(columns), adding=False)
-    _execute(lambda cursor: cursor.execute(sql, [value for row, _ in dirty for value in (row.pk, *values(row))]))
+    _execute(sql, [value for row, _ in dirty for value in (row.pk, *values(row))])
 
 
 INSERT_ROWS = 1000  # rows per INSERT statement (PostgreSQL takes at most 65,535 parameters in one)
@@ -188,13 +189,7 @@ def rows_insert(model: type[models.Model], rows: list[models.Model], *, returnin
         sql = head + f"VALUES {', '.join([placeholders] * len(chunk))}"
         if returning:
             sql += f" RETURNING {quote(model._meta.pk.column)}"
-        params = [value for row in chunk for value in values(row)]
-
-        def insert(cursor, sql=sql, params=params) -> list:
-            cursor.execute(sql, params)
-            return cursor.fetchall() if returning else []
-
-        ids = _execute(insert)
+        ids = _execute(sql, [value for row in chunk for value in values(row)])
         if not returning:
             continue
         # PostgreSQL returns the ids in the order of VALUES (as bulk_create relies on too).
@@ -203,12 +198,28 @@ def rows_insert(model: type[models.Model], rows: list[models.Model], *, returnin
             row._state.adding, row._state.db = False, connection.alias
 
 
-def _execute(work: Callable[[psycopg.Cursor], Any]) -> Any:
+def _execute(sql: str, params: list) -> list:
+    """Run one statement on a plain psycopg cursor (server-side binding: psycopg sends the values as they
+    are) on Django's connection, in its transaction, and return its rows (none for a write). As for Django's
+    own statements: its exceptions, its ``execute_wrappers``, and its query log (``CaptureQueriesContext``,
+    ``assertNumQueries``) see it."""
     connection.ensure_connection()
-    # A plain psycopg cursor (server-side binding) on Django's connection, in its transaction; Django's
-    # exceptions as for its own statements.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        return work(cursor)
+    connection.validate_no_broken_transaction()
+
+    def run(sql, params, many, context) -> list:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description is not None else []
+
+    executor = run
+    for wrapper in reversed(connection.execute_wrappers):
+        executor = functools.partial(wrapper, executor)
+    started = time.monotonic()
+    try:
+        return executor(sql, params, False, {"connection": connection, "cursor": None})
+    finally:
+        if connection.queries_logged:
+            connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
 @functools.cache

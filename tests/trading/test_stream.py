@@ -15,12 +15,9 @@ import time
 from decimal import Decimal
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import OperationalError, connection
 
-from tests.conftest_bingx import live_account_on_bingx, webhook_sender
-from tests.fakes_tests.clients import sync_client
+from tests.conftest_bingx import webhook_sender
 from trading.exchange.stream import parse_event
 from trading.execution import order_advance, orders_poll
 from trading.management.commands.run_stream import pool_shortfall
@@ -55,21 +52,8 @@ live_db = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def account(on_bingx):
-    return live_account_on_bingx()
-
-
-@pytest.fixture
 def send(client, account):
     return webhook_sender(client, account, prefix="stream")
-
-
-@pytest.fixture
-def by_hand(bingx, on_bingx):
-    """A ccxt client on the account, as someone trading in BingX's app would."""
-    client = sync_client(bingx, on_bingx)
-    yield client
-    client.session.close()
 
 
 class Running:
@@ -126,28 +110,6 @@ def until(condition, timeout: float = WAIT_SECONDS):
 def retrying(action):
     """Run ``action`` once it gets the database (SQLite's in-memory test database takes one writer at a time)."""
     return until(lambda: action() or True)
-
-
-@pytest.fixture
-def listen():
-    layer = get_channel_layer()
-
-    def listen(topic: str):
-        channel = async_to_sync(layer.new_channel)()
-        async_to_sync(layer.group_add)(topic, channel)
-        received: list[dict] = []
-
-        async def drain():
-            while True:
-                try:
-                    received.append(await asyncio.wait_for(layer.receive(channel), timeout=0.05))
-                except TimeoutError:
-                    return list(received)
-
-        return lambda: async_to_sync(drain)()
-
-    yield listen
-    async_to_sync(layer.flush)()
 
 
 def exchange_matches_database(on_bingx, account) -> bool:
