@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import threading
@@ -601,6 +602,7 @@ class AccountStream:
             opened = loop.time()
             await self.sync(stream_reconcile, account=self.account, memory=self.memory)
             await self.sync(stream_mark_connected, account=self.account, was_alerted=self.alerted)
+            await self.sync(heap_settle)  # before the events: its one full collection pauses every thread
             self.down_since, self.alerted = None, False
             logger.info("stream of %s connected and reconciled", self.account.name)
             while (burst := self._burst(await queue.get(), queue)) is not None:
@@ -702,6 +704,18 @@ class AccountStream:
         with contextlib.suppress(Exception):
             await self.sync(release)
         self.executor.shutdown(wait=False)
+
+
+def heap_settle() -> None:
+    """Collect, then freeze what survives (``gc.freeze``, as CPython's documentation advises servers to).
+
+    What a connected stream holds (Django, ccxt and its markets, the clients, the accounts) is never garbage,
+    but the collector's full passes walked all of it: about 350,000 objects, 130 ms with every thread stopped,
+    once every few tens of thousands of events. In the stream benchmark that one pause put p99 at 2,000
+    events/s at 150-200 ms instead of 40. Later full passes walk only what came after. Run after each
+    (re)connect, once the reconcile has loaded what it needs, so the pause falls before events flow."""
+    gc.collect()
+    gc.freeze()
 
 
 def connection_kept() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import threading
 import time
 from decimal import Decimal
@@ -543,6 +544,15 @@ def test_it_alerts_when_the_stream_stays_down_and_says_when_it_is_back(
     assert len(until(back)) == 1
     stream.close()
     assert StreamState.objects.get(account=account).down_alerted_at is None
+
+
+@live_db
+def test_a_connected_stream_freezes_what_the_process_holds_before_events_flow(streaming, account):
+    gc.unfreeze()
+
+    streaming()
+
+    assert gc.get_freeze_count() > 0  # full collections no longer walk Django, ccxt and the clients
 
 
 def test_run_stream_warns_when_the_database_pool_is_smaller_than_its_accounts_need():
