@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from django.db import connection, models
 from django.db.models import Q
+from django.utils import timezone
 
 # The column types whose Python values psycopg writes as Django would: passed as they are.
 _AS_THEY_ARE = frozenset(
@@ -165,7 +166,8 @@ def rows_update(model: type[models.Model], dirty: Iterable[tuple[models.Model, s
         + f" WHERE t.{pk} = v.{pk}"
     )
     values = _values_of(tuple(columns), adding=False)
-    _execute(sql, [value for row, _ in dirty for value in (row.pk, *values(row))])
+    now = timezone.now()
+    _execute(sql, [value for row, _ in dirty for value in (row.pk, *values(row, now))])
 
 
 INSERT_ROWS = 1000  # rows per INSERT statement (PostgreSQL takes at most 65,535 parameters in one)
@@ -189,7 +191,8 @@ def rows_insert(model: type[models.Model], rows: list[models.Model], *, returnin
         sql = head + f"VALUES {', '.join([placeholders] * len(chunk))}"
         if returning:
             sql += f" RETURNING {quote(model._meta.pk.column)}"
-        ids = _execute(sql, [value for row in chunk for value in values(row)])
+        now = timezone.now()
+        ids = _execute(sql, [value for row in chunk for value in values(row, now)])
         if not returning:
             continue
         # PostgreSQL returns the ids in the order of VALUES (as bulk_create relies on too).
@@ -223,24 +226,29 @@ def _execute(sql: str, params: list) -> list:
 
 
 @functools.cache
-def _values_of(columns: tuple[models.Field, ...], *, adding: bool) -> Callable[[models.Model], list]:
-    """A function giving a row's values for ``columns``: as they are where psycopg writes them as Django
-    would, else prepared by Django (``pre_save`` for ``auto_now`` stamps when ``adding``)."""
+def _values_of(columns: tuple[models.Field, ...], *, adding: bool) -> Callable[[models.Model, Any], list]:
+    """A function giving a row's values for ``columns`` (``values(row, now)``): as they are where psycopg
+    writes them as Django would, else prepared by Django. When ``adding``, ``auto_now`` and ``auto_now_add``
+    date-times are stamped with ``now`` (one clock reading for the statement's rows), as ``pre_save`` would."""
     getters = []
     for column in columns:
         stamped = adding and (getattr(column, "auto_now", False) or getattr(column, "auto_now_add", False))
-        if stamped:
-            getters.append(functools.partial(_stamped, column))
+        if stamped and isinstance(column, models.DateTimeField):
+            getters.append(functools.partial(_stamped_now, column.attname))
+        elif stamped:
+            getters.append(
+                lambda row, now, column=column: column.get_db_prep_save(column.pre_save(row, True), connection)
+            )
         elif column.get_internal_type() in _AS_THEY_ARE:
-            getters.append(attrgetter(column.attname))
+            getter = attrgetter(column.attname)
+            getters.append(lambda row, now, getter=getter: getter(row))
         else:
-            getters.append(functools.partial(_prepared, column))
-    return lambda row: [getter(row) for getter in getters]
+            getters.append(
+                lambda row, now, column=column: column.get_db_prep_save(getattr(row, column.attname), connection)
+            )
+    return lambda row, now: [getter(row, now) for getter in getters]
 
 
-def _stamped(column: models.Field, row: models.Model) -> Any:
-    return column.get_db_prep_save(column.pre_save(row, True), connection)
-
-
-def _prepared(column: models.Field, row: models.Model) -> Any:
-    return column.get_db_prep_save(getattr(row, column.attname), connection)
+def _stamped_now(attname: str, row: models.Model, now) -> Any:
+    setattr(row, attname, now)
+    return now

@@ -213,7 +213,7 @@ def stream_events_apply(
     if not fresh:
         return 0
     try:
-        outcome = _burst_apply(account, [event for _, event in fresh], memory, careful=False)
+        outcome = _burst_apply(account, fresh, memory, careful=False)
     except (OperationalError, InterfaceError):
         raise  # the database, not an event: the stream reconnects and reconciles
     except Exception:  # noqa: BLE001 - one bad event must not cost the others: apply them one by one
@@ -223,7 +223,7 @@ def stream_events_apply(
             if memory is not None and memory.is_seen(key):
                 continue
             try:
-                alone = _burst_apply(account, [event], memory, careful=True)
+                alone = _burst_apply(account, [(key, event)], memory, careful=True)
             except (OperationalError, InterfaceError):
                 raise
             except Exception:  # noqa: BLE001 - logged; the reconcile after the next reconnect repairs it
@@ -237,8 +237,10 @@ def stream_events_apply(
 
 
 def _burst_apply(
-    account: TradingAccount, events: list[StreamEvent], memory: StreamMemory | None, *, careful: bool
+    account: TradingAccount, keyed: list[tuple[Any, StreamEvent]], memory: StreamMemory | None, *, careful: bool
 ) -> BurstOutcome:
+    """Apply ``keyed`` (pairs of an event's ``event_key`` and the event) in one transaction."""
+    events = [event for _, event in keyed]
     outcome = BurstOutcome()
     with transaction.atomic():
         account_positions_lock(account)  # first, as every writer of several of its rows (no deadlocks)
@@ -251,11 +253,11 @@ def _burst_apply(
         )
         writer.orders_lock([event for event in events if isinstance(event, OrderUpdate)])
         alive = False
-        for event in events:
+        for key, event in keyed:
             if isinstance(event, OrderUpdate):
                 writer.order_event(event)
             elif isinstance(event, AccountUpdate):
-                writer.account_event(event)
+                writer.account_event(event, digest=key[1] if key else None)
             alive = alive or not isinstance(event, ListenKeyExpired)
         snapshot = writer.finish()
         if outcome.positions_changed:

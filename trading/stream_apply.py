@@ -209,11 +209,12 @@ class BurstWriter:
 
     # --- account updates -------------------------------------------------------------------------------
 
-    def account_event(self, update: AccountUpdate) -> bool:
+    def account_event(self, update: AccountUpdate, digest: str | None = None) -> bool:
         """An ACCOUNT_UPDATE: positions follow it (one reported at 0 is closed with its cause); its wallet is
-        kept for the burst's one balance snapshot. False for an event older than, or the same as, the last."""
+        kept for the burst's one balance snapshot. False for an event older than, or the same as, the last.
+        ``digest``: its ``account_update_digest``, when the caller has it already."""
         mark = self._watermark()
-        digest = account_update_digest(update)
+        digest = digest or account_update_digest(update)
         if not mark.admits(update.event_ms, digest):
             return False
         self.watermark = mark.after(update.event_ms, digest)

@@ -8,6 +8,7 @@ Moving to the status a row already has is a no-op, which makes redelivered work 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -106,5 +107,6 @@ def transition_stage(
     return StagedTransition(fields, event)
 
 
+@functools.cache
 def _field_names(model: type[models.Model]) -> frozenset[str]:
     return frozenset(field.name for field in model._meta.concrete_fields)
