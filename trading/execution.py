@@ -729,7 +729,7 @@ def _positions_match(
             else:
                 fields["realized_pnl"] = realized[position.pk]
                 changed = [name for name, value in fields.items() if getattr(position, name) != value]
-                for name in changed:  # unchanged rows are not written (the stream reads back twice a second)
+                for name in changed:  # unchanged rows are not written: the stream reads back every 2 s
                     setattr(position, name, fields[name])
                 if changed:
                     position.save(update_fields=[*changed, "updated_at"])
