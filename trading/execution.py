@@ -1009,7 +1009,14 @@ def follow_up_read_back(
         if closed_sides:
             raise
         logger.warning("balance of %s not read after the entries: %s", account.name, error)
-    for order, side, reason in read_back.protective_hits:
+    protective_hits_announce(account=account, read_back=read_back)
+
+
+def protective_hits_announce(*, account: TradingAccount, read_back: FollowUpReadBack) -> None:
+    """``positions.stop_loss`` / ``positions.take_profit`` / ... for the protective orders that filled (once:
+    they are taken off ``read_back``)."""
+    hits, read_back.protective_hits = read_back.protective_hits, []
+    for order, side, reason in hits:
         _alert(f"positions.{reason}", account, f"{order.purpose} filled on {order.symbol} {side}")
 
 

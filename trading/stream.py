@@ -57,6 +57,7 @@ from trading.execution import (
     orders_poll,
     positions_sync,
     protection_cancel_where_closed,
+    protective_hits_announce,
 )
 from trading.models import Order, StreamState, TradingAccount
 from trading.resync import ResyncBusy, resync_account
@@ -482,6 +483,7 @@ class AccountStream:
         try:
             read_back = follow_ups_protect(account, batch)
             if read_back is not None:
+                protective_hits_announce(account=account, read_back=read_back)  # now, not with the read-back
                 follow_ups_protection_cancel(account, read_back)
                 self._read_back = read_back if self._read_back is None else self._read_back.merge(read_back)
                 self._read_back_account = account

@@ -233,8 +233,9 @@ def test_fills_protection_is_placed_at_once_and_their_read_back_of_positions_is_
 @pytest.mark.postgres
 @live_db
 def test_a_closed_positions_remaining_protection_is_cancelled_without_waiting_for_the_read_back(
-    by_hand, bingx, on_bingx, account
+    by_hand, bingx, on_bingx, account, listen
 ):
+    hits = listen("positions.take_profit")
     stream = AccountStream(account.pk, dataclasses.replace(FAST, read_back_seconds=60))
     by_hand.create_order(BTC, "market", "buy", 0.01)
     stream_events_apply(account=account, events=events_since(on_bingx, 0), memory=StreamMemory(account.pk))
@@ -260,8 +261,10 @@ def test_a_closed_positions_remaining_protection_is_cancelled_without_waiting_fo
         ).result()
 
         until(lambda: Order.objects.get(pk=stop.pk).status == "canceled")
+        [hit] = until(hits)  # announced at once too, not with the read-back a minute away
     finally:
         asyncio.run(stream._release())
+    assert hit["message"] == "take_profit_1 filled on BTC/USDT:USDT long"
     assert Order.objects.get(pk=take.pk).status == "filled"
     assert Position.objects.get().close_reason == "take_profit"
 
