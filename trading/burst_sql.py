@@ -15,6 +15,7 @@ Django's ``bulk_create`` and ``QuerySet.update``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterable
@@ -79,6 +80,72 @@ def orders_locked(account_id: int, exchange_ids: Iterable[str], client_ids: Iter
     for order in orders:
         order.signal = signals.get(order.signal_id)  # cached: reading it makes no query
     return orders
+
+
+def burst_rows_locked(account_id: int, exchange_ids: Iterable[str], client_ids: Iterable[str]) -> tuple[list, list]:
+    """Lock the account (``account_positions_lock``), then its orders with any of these ids, then its open
+    positions, in that order, in one round trip (psycopg's pipeline mode); returns (orders, positions) as
+    ``orders_locked`` and ``open_positions_locked`` do. A burst's first three statements, sent together."""
+    from signals_app.models import Signal
+    from trading.models import Order, Position, TradingAccount
+
+    if connection.vendor != "postgresql":
+        return orders_locked(account_id, exchange_ids, client_ids), open_positions_locked(account_id)
+    exchange_ids, client_ids = sorted(set(exchange_ids)), sorted(set(client_ids))
+    statements = [
+        (f"SELECT 1 FROM {_table(TradingAccount)} WHERE {_column(TradingAccount, 'id')} = %s FOR UPDATE", [account_id]),
+        (
+            f"SELECT * FROM {_table(Order)} WHERE {_column(Order, 'account')} = %s AND "
+            f"({_column(Order, 'exchange_order_id')} = ANY(%s) OR {_column(Order, 'client_order_id')} = ANY(%s)) "
+            f"ORDER BY {_column(Order, 'id')} FOR UPDATE",
+            [account_id, exchange_ids, client_ids],
+        ),
+        (
+            f"SELECT * FROM {_table(Position)} WHERE {_column(Position, 'account')} = %s AND "
+            f"{_column(Position, 'status')} = %s ORDER BY {_column(Position, 'id')} FOR UPDATE",
+            [account_id, Position.Status.OPEN],
+        ),
+    ]
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    started = time.monotonic()
+    raw = connection.connection
+    with connection.wrap_database_errors, raw.pipeline():
+        cursors = [psycopg.Cursor(raw) for _ in statements]
+        for cursor, (sql, params) in zip(cursors, statements, strict=True):
+            cursor.execute(sql, params)
+        orders = _instances(Order, cursors[1])
+        positions = _instances(Position, cursors[2])
+        for cursor in cursors:
+            cursor.close()
+    if connection.queries_logged:
+        for sql, _ in statements:
+            connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    signal_ids = {order.signal_id for order in orders if order.signal_id is not None}
+    signals = Signal.objects.in_bulk(signal_ids) if signal_ids else {}
+    for order in orders:
+        order.signal = signals.get(order.signal_id)  # cached: reading it makes no query
+    return orders, positions
+
+
+def _instances(model: type[models.Model], cursor: psycopg.Cursor) -> list:
+    """The rows a ``SELECT *`` cursor holds as model instances, converted as Django converts its own reads
+    (``RawQuerySet`` does the same)."""
+    from django.db.models.sql import Query
+
+    rows = cursor.fetchall()
+    by_column = {field.column: field for field in model._meta.concrete_fields}
+    fields = [by_column[column.name] for column in cursor.description]
+    compiler = connection.ops.compiler("SQLCompiler")(Query(model), connection, connection.alias)
+    converters = compiler.get_converters([field.get_col(model._meta.db_table) for field in fields])
+    if converters:
+        rows = compiler.apply_converters(rows, converters)
+    # from_db takes the values in the model's field order; a table's columns may be in another (migrations
+    # add columns at its end).
+    position = {field.attname: index for index, field in enumerate(fields)}
+    order = [position[field.attname] for field in model._meta.concrete_fields]
+    names = [field.attname for field in model._meta.concrete_fields]
+    return [model.from_db(connection.alias, names, [row[index] for index in order]) for row in rows]
 
 
 def open_positions_locked(account_id: int) -> list:
@@ -192,7 +259,7 @@ def rows_insert(model: type[models.Model], rows: list[models.Model], *, returnin
         if returning:
             sql += f" RETURNING {quote(model._meta.pk.column)}"
         now = timezone.now()
-        ids = _execute(sql, [value for row in chunk for value in values(row, now)])
+        ids = _execute(sql, [value for row in chunk for value in values(row, now)], returns_rows=returning)
         if not returning:
             continue
         # PostgreSQL returns the ids in the order of VALUES (as bulk_create relies on too).
@@ -201,18 +268,33 @@ def rows_insert(model: type[models.Model], rows: list[models.Model], *, returnin
             row._state.adding, row._state.db = False, connection.alias
 
 
-def _execute(sql: str, params: list) -> list:
+@contextlib.contextmanager
+def writes_pipelined(enabled: bool = True):
+    """Send the writes made inside together (psycopg's pipeline mode): their round trips are paid once, at
+    the end, and where one's result is read (an insert's new ids). PostgreSQL runs them in order, in the
+    caller's transaction; an error in one is raised at the end, and the transaction is then rolled back.
+    Only for ``rows_insert`` and ``rows_update``: Django's own statements read results this mode holds back
+    (``save()`` checks the rows it updated)."""
+    if not enabled or connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
+
+
+def _execute(sql: str, params: list, *, returns_rows: bool = False) -> list:
     """Run one statement on a plain psycopg cursor (server-side binding: psycopg sends the values as they
-    are) on Django's connection, in its transaction, and return its rows (none for a write). As for Django's
-    own statements: its exceptions, its ``execute_wrappers``, and its query log (``CaptureQueriesContext``,
-    ``assertNumQueries``) see it."""
+    are) on Django's connection, in its transaction, and return its rows (``returns_rows``; a write returns
+    none, so within ``writes_pipelined`` it is only sent). As for Django's own statements: its exceptions,
+    its ``execute_wrappers``, and its query log (``CaptureQueriesContext``, ``assertNumQueries``) see it."""
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
 
     def run(sql, params, many, context) -> list:
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description is not None else []
+            return cursor.fetchall() if returns_rows else []
 
     executor = run
     for wrapper in reversed(connection.execute_wrappers):

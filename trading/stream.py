@@ -61,7 +61,6 @@ from trading.execution import (
 )
 from trading.models import Order, StreamState, TradingAccount
 from trading.resync import ResyncBusy, resync_account
-from trading.services import account_positions_lock
 from trading.stream_apply import (
     AccountWatermark,
     BurstOutcome,
@@ -244,7 +243,6 @@ def _burst_apply(
     events = [event for _, event in keyed]
     outcome = BurstOutcome()
     with transaction.atomic():
-        account_positions_lock(account)  # first, as every writer of several of its rows (no deadlocks)
         writer = BurstWriter(
             account,
             outcome,
@@ -252,7 +250,9 @@ def _burst_apply(
             leverages=memory.leverages if memory is not None else None,
             careful=careful,
         )
-        writer.orders_lock([event for event in events if isinstance(event, OrderUpdate)])
+        # The account first, as every writer of several of its rows (no deadlocks), then the burst's orders and
+        # the open positions: one round trip.
+        writer.rows_lock([event for event in events if isinstance(event, OrderUpdate)])
         alive = False
         for key, event in keyed:
             if isinstance(event, OrderUpdate):

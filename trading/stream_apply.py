@@ -31,11 +31,12 @@ from django.utils import timezone
 from signals_app.events import publish
 from trading.audit import Actor, audit_record
 from trading.burst_sql import (
+    burst_rows_locked,
     closing_fills,
     open_positions_locked,
-    orders_locked,
     rows_insert,
     rows_update,
+    writes_pipelined,
 )
 from trading.exchange.client import client_for
 from trading.exchange.errors import ExchangeError
@@ -143,12 +144,15 @@ class BurstWriter:
 
     # --- orders ----------------------------------------------------------------------------------------
 
-    def orders_lock(self, updates: list[OrderUpdate]) -> None:
-        """Lock, in one query, every order of ours the burst's order events name."""
+    def rows_lock(self, updates: list[OrderUpdate]) -> None:
+        """Lock the account, every order of ours the burst's order events name, and the account's open
+        positions, in that order and in one round trip (``burst_rows_locked``)."""
         exchange_ids = {u.order.exchange_order_id for u in updates if u.order.exchange_order_id}
         client_ids = {u.order.client_order_id for u in updates if u.order.client_order_id}
-        for order in orders_locked(self.account.pk, exchange_ids, client_ids):
+        orders, positions = burst_rows_locked(self.account.pk, exchange_ids, client_ids)
+        for order in orders:
             self._know(order)
+        self._positions_know(positions)
 
     def _know(self, order: Order) -> None:
         if order.exchange_order_id:
@@ -234,11 +238,14 @@ class BurstWriter:
 
     def _open_positions(self) -> dict[tuple[str, str], Position]:
         if self._positions is None:
-            self._positions = {}
-            for position in open_positions_locked(self.account.pk):
-                position.account = self.account  # their audit rows name it (``str``): no query each
-                self._positions[(position.symbol, position.side)] = position
+            self._positions_know(open_positions_locked(self.account.pk))
         return self._positions
+
+    def _positions_know(self, positions: list[Position]) -> None:
+        self._positions = {}
+        for position in positions:
+            position.account = self.account  # their audit rows name it (``str``): no query each
+            self._positions[(position.symbol, position.side)] = position
 
     def _position_follow(self, reported) -> bool:
         positions = self._open_positions()
@@ -411,16 +418,20 @@ class BurstWriter:
         self.closes = []
 
     def finish(self) -> BalanceSnapshot | None:
-        """Flush, save the stream state, and take the burst's balance snapshot (the last wallet pushed)."""
-        self.flush()
+        """Flush and take the burst's balance snapshot (the last wallet pushed), their writes sent together
+        (``writes_pipelined``; not when careful: that path reads and uses savepoints), then save the stream
+        state when this burst read it."""
+        self._closes_stage()  # reads: before the writes are sent together
+        with writes_pipelined(enabled=not self.careful):
+            self.flush()
+            wallet = self.outcome.wallet
+            snapshot = balance_from_wallet(self.account, wallet, self._open_positions().values()) if wallet else None
         self.outcome.watermark = self.watermark
         if self._stream_state is not None and not self.watermark_kept:
             self._stream_state.account_event_ms = self.watermark.event_ms
             self._stream_state.account_event_digests = list(self.watermark.digests)
             self._stream_state.save(update_fields=["account_event_ms", "account_event_digests", "updated_at"])
-        if self.outcome.wallet is None:
-            return None
-        return balance_from_wallet(self.account, self.outcome.wallet, self._open_positions().values())
+        return snapshot
 
 
 @dataclass(frozen=True)

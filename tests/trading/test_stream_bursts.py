@@ -26,7 +26,14 @@ from tests.trading.test_stream import (
     our_protective_order,
     until,
 )
-from trading.burst_sql import closing_fills, open_positions_locked, orders_locked, rows_insert, rows_update
+from trading.burst_sql import (
+    burst_rows_locked,
+    closing_fills,
+    open_positions_locked,
+    orders_locked,
+    rows_insert,
+    rows_update,
+)
 from trading.exchange.stream import parse_event
 from trading.execution import position_realized_pnl, positions_realized_pnl
 from trading.models import AuditEvent, Fill, Order, Position, StreamState
@@ -347,6 +354,32 @@ def test_orders_locked_reads_the_named_orders_in_pk_order_with_their_signals():
 
     assert [order.pk for order in orders] == sorted([by_exchange_id.pk, by_client_id.pk])
     assert orders[0].signal == signal
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_burst_rows_locked_reads_the_named_orders_and_open_positions_as_the_orm_reads_them():
+    signal = SignalFactory()
+    order = OrderFactory(
+        account=signal.account,
+        signal=signal,
+        exchange_order_id="111",
+        protective_plan=[{"purpose": "stop_loss", "trigger_price": "60000", "qty": "0.01"}],
+        submitted_at=timezone.now(),
+    )
+    OrderFactory(account=signal.account, exchange_order_id="222")  # not named
+    position = PositionFactory(account=signal.account, symbol=BTC, side="long")
+    PositionFactory(account=signal.account, symbol=SOL, side="long", status="closed")
+
+    with transaction.atomic():
+        orders, positions = burst_rows_locked(signal.account_id, ["111"], [])
+
+    def fields(row):
+        return {field.attname: getattr(row, field.attname) for field in type(row)._meta.concrete_fields}
+
+    assert [fields(row) for row in orders] == [fields(Order.objects.get(pk=order.pk))]
+    assert orders[0].signal == signal
+    assert [fields(row) for row in positions] == [fields(Position.objects.get(pk=position.pk))]
 
 
 @pytest.mark.postgres
