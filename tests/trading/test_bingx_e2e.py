@@ -13,12 +13,10 @@ import time
 from decimal import Decimal
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 
 from signals_app.models import Signal
 from signals_app.pipeline import signals_sweep
-from tests.conftest_bingx import live_account_on_bingx, webhook_sender
+from tests.conftest_bingx import webhook_sender
 from tests.fakes.bingx import Fault
 from trading.execution import orders_poll
 from trading.models import Order, Position
@@ -35,38 +33,8 @@ BUY = {"symbol": "BINANCE:BTCUSDT.P", "action": "buy", "price": "65000", "size":
 
 
 @pytest.fixture
-def account(on_bingx):
-    """A live account with auto-trade on, trading BTC at 5x isolated."""
-    return live_account_on_bingx()
-
-
-@pytest.fixture
 def send(client, account):
     return webhook_sender(client, account, prefix="e2e")
-
-
-@pytest.fixture
-def listen():
-    layer = get_channel_layer()
-
-    def listen(topic: str):
-        channel = async_to_sync(layer.new_channel)()
-        async_to_sync(layer.group_add)(topic, channel)
-
-        async def drain():
-            import asyncio
-
-            messages = []
-            while True:
-                try:
-                    messages.append(await asyncio.wait_for(layer.receive(channel), timeout=0.05))
-                except TimeoutError:
-                    return messages
-
-        return lambda: async_to_sync(drain)()
-
-    yield listen
-    async_to_sync(layer.flush)()
 
 
 def entries_sent(bingx) -> list:
