@@ -47,6 +47,13 @@ _AS_THEY_ARE = frozenset(
 )
 
 
+def account_lock_sql() -> str:
+    """The statement that takes an account's lock (``account_positions_lock``); its one parameter is the id."""
+    from trading.models import TradingAccount
+
+    return f"SELECT 1 FROM {_table(TradingAccount)} WHERE {_column(TradingAccount, 'id')} = %s FOR UPDATE"
+
+
 def _table(model: type[models.Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
@@ -55,45 +62,22 @@ def _column(model: type[models.Model], name: str) -> str:
     return connection.ops.quote_name(model._meta.get_field(name).column)
 
 
-def orders_locked(account_id: int, exchange_ids: Iterable[str], client_ids: Iterable[str]) -> list:
-    """Lock and read the account's orders with any of these BingX or client ids, in pk order (one lock order
-    for every writer), each with its signal (one more query when any has one)."""
-    from signals_app.models import Signal
-    from trading.models import Order
-
-    exchange_ids, client_ids = sorted(set(exchange_ids)), sorted(set(client_ids))
-    if not exchange_ids and not client_ids:
-        return []
-    if connection.vendor != "postgresql":  # SQLite: no row locks, no arrays
-        rows = Order.objects.select_related("signal").filter(account_id=account_id)
-        named = Q(exchange_order_id__in=exchange_ids) | Q(client_order_id__in=client_ids)
-        return list(rows.filter(named).order_by("pk"))
-    pk = _column(Order, "id")
-    sql = (
-        f"SELECT * FROM {_table(Order)} WHERE {_column(Order, 'account')} = %s AND "
-        f"({_column(Order, 'exchange_order_id')} = ANY(%s) OR {_column(Order, 'client_order_id')} = ANY(%s)) "
-        f"ORDER BY {pk} FOR UPDATE"
-    )
-    orders = list(Order.objects.raw(sql, [account_id, exchange_ids, client_ids]))
-    signal_ids = {order.signal_id for order in orders if order.signal_id is not None}
-    signals = Signal.objects.in_bulk(signal_ids) if signal_ids else {}
-    for order in orders:
-        order.signal = signals.get(order.signal_id)  # cached: reading it makes no query
-    return orders
-
-
 def burst_rows_locked(account_id: int, exchange_ids: Iterable[str], client_ids: Iterable[str]) -> tuple[list, list]:
-    """Lock the account (``account_positions_lock``), then its orders with any of these ids, then its open
-    positions, in that order, in one round trip (psycopg's pipeline mode); returns (orders, positions) as
-    ``orders_locked`` and ``open_positions_locked`` do. A burst's first three statements, sent together."""
+    """Lock the account (``account_positions_lock``), then its orders with any of these BingX or client ids,
+    then its open positions, in that order (pk order within a table: one lock order for every writer), in one
+    round trip (psycopg's pipeline mode). Returns (orders, each with its signal; open positions). On SQLite,
+    which has no row locks, two plain reads."""
     from signals_app.models import Signal
-    from trading.models import Order, Position, TradingAccount
+    from trading.models import Order, Position
 
-    if connection.vendor != "postgresql":
-        return orders_locked(account_id, exchange_ids, client_ids), open_positions_locked(account_id)
     exchange_ids, client_ids = sorted(set(exchange_ids)), sorted(set(client_ids))
+    if connection.vendor != "postgresql":
+        named = Q(exchange_order_id__in=exchange_ids) | Q(client_order_id__in=client_ids)
+        orders = Order.objects.select_related("signal").filter(named, account_id=account_id).order_by("pk")
+        positions = Position.objects.filter(account_id=account_id, status=Position.Status.OPEN).order_by("pk")
+        return list(orders), list(positions)
     statements = [
-        (f"SELECT 1 FROM {_table(TradingAccount)} WHERE {_column(TradingAccount, 'id')} = %s FOR UPDATE", [account_id]),
+        (account_lock_sql(), [account_id]),
         (
             f"SELECT * FROM {_table(Order)} WHERE {_column(Order, 'account')} = %s AND "
             f"({_column(Order, 'exchange_order_id')} = ANY(%s) OR {_column(Order, 'client_order_id')} = ANY(%s)) "
@@ -146,20 +130,6 @@ def _instances(model: type[models.Model], cursor: psycopg.Cursor) -> list:
     order = [position[field.attname] for field in model._meta.concrete_fields]
     names = [field.attname for field in model._meta.concrete_fields]
     return [model.from_db(connection.alias, names, [row[index] for index in order]) for row in rows]
-
-
-def open_positions_locked(account_id: int) -> list:
-    """Lock and read the account's open positions, in pk order."""
-    from trading.models import Position
-
-    if connection.vendor != "postgresql":
-        rows = Position.objects.filter(account_id=account_id, status=Position.Status.OPEN)
-        return list(rows.order_by("pk"))
-    sql = (
-        f"SELECT * FROM {_table(Position)} WHERE {_column(Position, 'account')} = %s AND "
-        f"{_column(Position, 'status')} = %s ORDER BY {_column(Position, 'id')} FOR UPDATE"
-    )
-    return list(Position.objects.raw(sql, [account_id, Position.Status.OPEN]))
 
 
 def closing_fills(account_id: int, symbols: Iterable[str], since) -> list[tuple]:

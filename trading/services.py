@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from trading.audit import Actor, audit_record, snapshot
+from trading.burst_sql import account_lock_sql
 from trading.models import Order, Position, RiskLimits, TradingAccount
 from trading.rules import ORDER_TRANSITIONS, POSITION_TRANSITIONS, client_order_id_for
 from trading.secrets import webhook_secret_digest, webhook_secret_generate, webhook_secret_matches
@@ -49,11 +50,9 @@ def account_positions_lock(account: TradingAccount) -> None:
     """
     if connection.vendor != "postgresql":
         return  # SQLite has no row locks: its transactions take the database's one write lock in turn
-    # Plain SQL: the ORM took several times longer to build this query than PostgreSQL to run it, and the
-    # stream takes this lock for every burst.
-    table = connection.ops.quote_name(TradingAccount._meta.db_table)
+    # Plain SQL, the statement the stream's bursts send with their first reads (``burst_rows_locked``).
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [account.pk])
+        cursor.execute(account_lock_sql(), [account.pk])
 
 
 def position_close(*, position: Position, reason: str, actor: Actor, realized_pnl=None) -> bool:

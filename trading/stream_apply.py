@@ -33,7 +33,6 @@ from trading.audit import Actor, audit_record
 from trading.burst_sql import (
     burst_rows_locked,
     closing_fills,
-    open_positions_locked,
     rows_insert,
     rows_update,
     writes_pipelined,
@@ -238,7 +237,7 @@ class BurstWriter:
 
     def _open_positions(self) -> dict[tuple[str, str], Position]:
         if self._positions is None:
-            self._positions_know(open_positions_locked(self.account.pk))
+            raise RuntimeError("BurstWriter.rows_lock must come first: it reads the open positions")
         return self._positions
 
     def _positions_know(self, positions: list[Position]) -> None:

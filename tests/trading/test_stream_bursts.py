@@ -29,8 +29,6 @@ from tests.trading.test_stream import (
 from trading.burst_sql import (
     burst_rows_locked,
     closing_fills,
-    open_positions_locked,
-    orders_locked,
     rows_insert,
     rows_update,
 )
@@ -342,7 +340,7 @@ def test_rows_insert_keeps_the_tables_constraints_and_gives_ids_when_asked():
 
 @pytest.mark.postgres
 @pytest.mark.django_db
-def test_orders_locked_reads_the_named_orders_in_pk_order_with_their_signals():
+def test_burst_rows_locked_reads_the_named_orders_in_pk_order_with_their_signals():
     signal = SignalFactory()
     by_exchange_id = OrderFactory(account=signal.account, signal=signal, exchange_order_id="111")
     by_client_id = OrderFactory(account=signal.account, client_order_id="ours-2")
@@ -350,7 +348,7 @@ def test_orders_locked_reads_the_named_orders_in_pk_order_with_their_signals():
     OrderFactory(exchange_order_id="111x")  # another account's
 
     with transaction.atomic():
-        orders = orders_locked(signal.account_id, ["111"], ["ours-2"])
+        orders, _ = burst_rows_locked(signal.account_id, ["111"], ["ours-2"])
 
     assert [order.pk for order in orders] == sorted([by_exchange_id.pk, by_client_id.pk])
     assert orders[0].signal == signal
@@ -384,14 +382,14 @@ def test_burst_rows_locked_reads_the_named_orders_and_open_positions_as_the_orm_
 
 @pytest.mark.postgres
 @pytest.mark.django_db
-def test_open_positions_locked_and_closing_fills_read_what_the_orm_would():
+def test_burst_rows_locked_reads_only_open_positions_and_closing_fills_read_what_the_orm_would():
     position = PositionFactory(symbol=BTC, side="long")
     PositionFactory(account=position.account, symbol=SOL, side="long", status="closed")
     sell = OrderFactory(account=position.account, symbol=BTC, side="sell", reduce_only=True, purpose="close")
     FillFactory(order=sell, realized_pnl=Decimal("7"), executed_at=timezone.now())
 
     with transaction.atomic():
-        assert [p.pk for p in open_positions_locked(position.account_id)] == [position.pk]
+        assert [p.pk for p in burst_rows_locked(position.account_id, [], [])[1]] == [position.pk]
     [row] = closing_fills(position.account_id, [BTC], position.opened_at)
 
     assert row[1:2] == (Decimal("7"),) and row[3:8] == (BTC, "sell", "both", True, "close")
