@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from signals_app.events import publish
 from trading.audit import Actor, audit_record
+from trading.burst_sql import closing_fills
 from trading.dry_run import EntryPlan, ExecutionReport, ProtectiveLeg
 from trading.exchange.breaker import breaker_listen
 from trading.exchange.client import BingXClient, client_for
@@ -815,28 +816,60 @@ def positions_realized_pnl(account: TradingAccount, positions: list[Position]) -
     """``position_realized_pnl`` of several open positions of an account, by pk, with one query."""
     if not positions:
         return {}
-    rows = Fill.objects.filter(
-        order__account=account,
-        order__symbol__in={position.symbol for position in positions},
-        executed_at__gte=min(position.opened_at for position in positions),
-    ).values_list("order__symbol", "order__side", "order__position_side", "executed_at", "realized_pnl")
-    rows = list(rows)
-    realized = {}
-    for position in positions:
-        closing_side = "sell" if position.side == "long" else "buy"
-        sides = (position.side, Order.PositionSideChoice.BOTH)
-        realized[position.pk] = sum(
-            (
-                pnl
-                for symbol, side, position_side, executed_at, pnl in rows
-                if symbol == position.symbol
-                and side == closing_side
-                and position_side in sides
-                and executed_at >= position.opened_at
-            ),
-            ZERO,
-        )
-    return realized
+    stored = closing_fills_stored(account, positions)
+    return {
+        position.pk: sum((row.realized_pnl for row in stored if row.realizes_for(position)), ZERO)
+        for position in positions
+    }
+
+
+def closes_part_of(position: Position, symbol: str, side: str, executed_at) -> bool:
+    """Whether a fill (its order's symbol and side, its time) is on ``position``'s closing side since it
+    opened: what its close cause is told by (``position_realized_pnl`` also wants its position side)."""
+    closing_side = "sell" if position.side == "long" else "buy"
+    return symbol == position.symbol and side == closing_side and executed_at >= position.opened_at
+
+
+def realizes_for(position: Position, position_side: str) -> bool:
+    """Whether a fill that closes part of ``position`` counts in its realized PnL (its order's position side
+    is the position's, or both in one-way mode): the rule of ``position_realized_pnl``."""
+    return position_side in (position.side, Order.PositionSideChoice.BOTH)
+
+
+@dataclass(frozen=True)
+class StoredFill:
+    """A stored fill as a close reads it, with what its order tells."""
+
+    trade_id: str
+    realized_pnl: Decimal
+    executed_at: datetime
+    symbol: str
+    side: str
+    position_side: str
+    reduce_only: bool
+    close_reason: str  # what its order tells of a close it made (``close_reason_for``)
+
+    def closes_part_of(self, position: Position) -> bool:
+        return closes_part_of(position, self.symbol, self.side, self.executed_at)
+
+    def realizes_for(self, position: Position) -> bool:
+        return self.closes_part_of(position) and realizes_for(position, self.position_side)
+
+
+def closing_fills_stored(account: TradingAccount, positions: list[Position]) -> list[StoredFill]:
+    """The stored fills that may have closed part of ``positions`` (their symbols, since the first opened),
+    oldest first, with what their orders tell of a close: one query for all of them."""
+    rows = closing_fills(
+        account.pk,
+        {position.symbol for position in positions},
+        min(position.opened_at for position in positions),
+    )
+    stored = []
+    for *columns, purpose, order_type, signal_id, action in rows:
+        action = (action or "") if signal_id is not None else None
+        reason = close_reason_of(purpose=purpose, order_type=order_type, signal_action=action)
+        stored.append(StoredFill(*columns, close_reason=reason))
+    return stored
 
 
 def balance_record(*, account: TradingAccount, balance: ExchangeBalance) -> BalanceSnapshot:

@@ -32,7 +32,6 @@ from signals_app.events import publish
 from trading.audit import Actor, audit_record
 from trading.burst_sql import (
     burst_rows_locked,
-    closing_fills,
     rows_insert,
     rows_update,
     writes_pipelined,
@@ -43,10 +42,12 @@ from trading.exchange.stream import AccountUpdate, OrderUpdate
 from trading.execution import (
     LIQUIDATION_ORDER_TYPE,
     close_reason_for,
-    close_reason_of,
+    closes_part_of,
+    closing_fills_stored,
     order_advance,
     order_realized_recorded,
     position_closed_announce,
+    realizes_for,
 )
 from trading.models import (
     AuditEvent,
@@ -340,33 +341,23 @@ class BurstWriter:
         Those fills are the burst's first ``seen`` (the ones before it closed), and for a position opened
         before the burst the ones stored before (``earlier``: ``closing_fills_stored``; the burst's own, once
         flushed, skipped by trade id)."""
-        closing_side = "sell" if position.side == "long" else "buy"
-        sides = (position.side, Order.PositionSideChoice.BOTH)
-        burst: list[tuple[Fill, Order]] = [
+        burst = [
             (fill, order)
             for fill, order in self.burst_fills[:seen]
-            if order.symbol == position.symbol
-            and order.side == closing_side
-            and id(fill) not in self.fills_stored_before
+            if id(fill) not in self.fills_stored_before
+            and closes_part_of(position, order.symbol, order.side, fill.executed_at)
         ]
         in_burst = {fill.exchange_trade_id for fill, _ in burst}
         realized, reason = ZERO, Position.CloseReason.RECONCILIATION
         for row in earlier:
-            if (
-                row.symbol != position.symbol
-                or row.side != closing_side
-                or row.executed_at < position.opened_at
-                or row.trade_id in in_burst
-            ):
+            if row.trade_id in in_burst or not row.closes_part_of(position):
                 continue
-            if row.position_side in sides:
+            if row.realizes_for(position):
                 realized += row.realized_pnl
             if row.reduce_only:
                 reason = row.close_reason
         for fill, order in burst:
-            if fill.executed_at < position.opened_at:
-                continue
-            if order.position_side in sides:
+            if realizes_for(position, order.position_side):
                 realized += fill.realized_pnl
             if order.reduce_only:
                 reason = close_reason_for(order)
@@ -431,34 +422,6 @@ class BurstWriter:
             self._stream_state.account_event_digests = list(self.watermark.digests)
             self._stream_state.save(update_fields=["account_event_ms", "account_event_digests", "updated_at"])
         return snapshot
-
-
-@dataclass(frozen=True)
-class StoredFill:
-    trade_id: str
-    realized_pnl: Decimal
-    executed_at: Any
-    symbol: str
-    side: str
-    position_side: str
-    reduce_only: bool
-    close_reason: str  # what its order tells of a close it made (``close_reason_for``)
-
-
-def closing_fills_stored(account: TradingAccount, positions: list[Position]) -> list[StoredFill]:
-    """The stored fills that may have closed part of ``positions`` (their symbols, since the first opened),
-    oldest first, with what their orders tell of a close: one query for all of a burst's closes."""
-    rows = closing_fills(
-        account.pk,
-        {position.symbol for position in positions},
-        min(position.opened_at for position in positions),
-    )
-    stored = []
-    for *columns, purpose, order_type, signal_id, action in rows:
-        action = (action or "") if signal_id is not None else None
-        reason = close_reason_of(purpose=purpose, order_type=order_type, signal_action=action)
-        stored.append(StoredFill(*columns, close_reason=reason))
-    return stored
 
 
 def positions_insert(positions: list[Position], *, careful: bool = True) -> None:
