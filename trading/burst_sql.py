@@ -1,8 +1,9 @@
 """The SQL of the stream's bursts (``trading.stream_apply``): their reads and writes in few statements.
 
-Reads: the rows a burst locks are read with SQL written once (``Model.objects.raw``), not built by the ORM
-each time. On the development machines the ORM took 0.3-0.7 ms of CPU to build each of these queries, more
-than PostgreSQL took to run it, and a burst made five of them whatever its size.
+Reads: the rows a burst locks are read with SQL written once, not built by the ORM each time, and sent
+together in one round trip (``burst_rows_locked``; the rows become model instances as Django converts its
+own). On the development machines the ORM took 0.3-0.7 ms of CPU to build each of these queries, more than
+PostgreSQL took to run it, and a burst made five of them whatever its size.
 
 Writes: one statement per table and burst. On PostgreSQL the values go to psycopg as they are
 (``Decimal``, aware ``datetime``, ``str``, ``int``), and psycopg writes them in C. Django's own path
