@@ -30,6 +30,7 @@ import cProfile
 import gzip
 import io
 import json
+import logging
 import os
 import platform
 import pstats
@@ -496,6 +497,24 @@ async def run_offered_phase(
     return result
 
 
+def burst_cost_fit(bursts: list[tuple[int, float, float]]) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """A burst's wall time and applier CPU as a fixed part plus a part per event (least squares over the
+    phase's bursts): the fixed part is what the open-loop latency is most sensitive to (at a given rate a
+    burst takes fixed / (1 - rate x per event)). None when the bursts are all of one size."""
+    sizes = [size for size, _, _ in bursts]
+    mean_size = sum(sizes) / len(sizes)
+    spread = sum((size - mean_size) ** 2 for size in sizes)
+    if spread == 0:
+        return None
+
+    def line(values: list[float]) -> tuple[float, float]:
+        mean = sum(values) / len(values)
+        slope = sum((size - mean_size) * (value - mean) for size, value in zip(sizes, values, strict=True)) / spread
+        return mean - slope * mean_size, slope
+
+    return line([wall for _, wall, _ in bursts]), line([cpu for _, _, cpu in bursts])
+
+
 def _offered_name(rate: float) -> str:
     return "1 account, all at once" if rate == float("inf") else f"1 account, {rate:,.0f}/s offered"
 
@@ -575,6 +594,28 @@ def floor_measure() -> dict[str, float]:
     return result
 
 
+class LoggedProblems(logging.Handler):
+    """Counts the warnings and errors the project's code logs during the run (a burst that failed and was
+    applied again event by event, a follow-up that failed): a benchmark of a failing path is not one."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.count = 0
+        self.first = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        if not self.first:
+            self.first = f"{record.name}: {record.getMessage()}"
+
+    @classmethod
+    def install(cls) -> LoggedProblems:
+        handler = cls()
+        for name in ("trading", "signals_app", "telegram_bot", "reports"):
+            logging.getLogger(name).addHandler(handler)
+        return handler
+
+
 # --- Where the time goes ---------------------------------------------------------------------------------
 
 
@@ -585,7 +626,7 @@ class Hooks:
     WRAPPED = (
         ("trading.stream", "_burst_apply", "burst (one transaction)"),
         ("trading.stream", "follow_ups_run", "FILLED follow-up (REST read-back + DB)"),
-        ("trading.stream_apply", "BurstWriter.orders_lock", "lock the burst's orders (one query)"),
+        ("trading.stream_apply", "BurstWriter.rows_lock", "lock the account, its orders named, its open positions"),
         ("trading.stream_apply", "BurstWriter.order_event", "order event"),
         ("trading.stream_apply", "BurstWriter.account_event", "account event"),
         ("trading.stream_apply", "BurstWriter.flush", "write fills, orders, audit rows, positions"),
@@ -768,6 +809,14 @@ def report_phases(phases: list[PhaseResult]) -> None:
                 f"{sum(walls) / count * 1000:.1f} ms each (p95 {percentile(walls, 0.95) * 1000:.1f} ms); "
                 f"applier thread CPU {sum(cpu for _, _, cpu in phase.bursts) / events * 1000:.3f} ms per event"
             )
+            fit = burst_cost_fit(phase.bursts)
+            if fit is not None:
+                (wall_fixed, wall_each), (cpu_fixed, cpu_each) = fit
+                print(
+                    f"{'  a burst of n events (least squares)':<44} wall {wall_fixed * 1000:.2f} ms + "
+                    f"{wall_each * 1000:.3f} ms x n; applier CPU {cpu_fixed * 1000:.2f} ms + "
+                    f"{cpu_each * 1000:.3f} ms x n"
+                )
         if phase.threads_cpu:
             busy = sorted(phase.threads_cpu.items(), key=lambda item: -item[1])
             shown = ", ".join(f"{name} {seconds / phase.busy_seconds:.0%}" for name, seconds in busy if seconds >= 0.01)
@@ -1096,6 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
 
             django.setup()
             django_ready = True
+            logged = LoggedProblems.install()
             from django.conf import settings
 
             from signals_app import events as events_module
@@ -1138,6 +1188,12 @@ def main(argv: list[str] | None = None) -> int:
 
         summary = database_summary()
         connections.close_all()
+        if logged.count:
+            print()
+            print(
+                f"!! {logged.count} warnings/errors were logged while measuring: the figures may be of a path that "
+                f"failed (a burst applied again event by event is far slower). First: {logged.first}"
+            )
         report_phases(out["phases"])
         print()
         print("Floor (raw psycopg, one connection, same database; per operation)")
@@ -1151,6 +1207,7 @@ def main(argv: list[str] | None = None) -> int:
             report_profile(profiled, profile_phase.events)
         print()
         print("Run notes")
+        print(f"  warnings and errors logged by the project: {logged.count or 'none'}")
         print(f"  database after all phases: {summary}")
         print(f"  channel-layer events handed to the publisher: {dict(handed_over)} ({sum(handed_over.values())})")
         if args.no_listener:

@@ -1,23 +1,29 @@
 """The SQL of the stream's bursts (``trading.stream_apply``): their reads and writes in few statements.
 
-Reads: the rows a burst locks are read with SQL written once, not built by the ORM each time, and sent
-together in one round trip (``burst_rows_locked``; the rows become model instances as Django converts its
-own). On the development machines the ORM took 0.3-0.7 ms of CPU to build each of these queries, more than
-PostgreSQL took to run it, and a burst made five of them whatever its size.
+Reads: the rows a burst locks, and the signals of its orders, are read with SQL written once, not built by
+the ORM each time, and sent together in one round trip (``burst_rows_locked``; the rows become model
+instances as Django converts its own). On the development machines the ORM took 0.3-0.7 ms of CPU to build
+each of these queries, more than PostgreSQL took to run it, and a burst made five of them whatever its size.
 
-Writes: one statement per table and burst. On PostgreSQL the values go to psycopg as they are
-(``Decimal``, aware ``datetime``, ``str``, ``int``), and psycopg writes them in C. Django's own path
-prepares each value in Python (``get_db_prep_save``) and ``bulk_create`` quotes its arrays in Python too:
-together that was about a third of a burst's time at 2,000 events/s. Columns of any other kind (JSON, and
-anything not listed in ``_AS_THEY_ARE``) still go through ``get_db_prep_save``. Errors are Django's
-(``IntegrityError``, ``OperationalError``), as for its own statements. Elsewhere (SQLite) the writes are
-Django's ``bulk_create`` and ``QuerySet.update``.
+Writes: one statement per table and burst, its text the same whatever the number of rows: the values go as
+one array per column (``INSERT ... SELECT FROM unnest(...)``, ``UPDATE ... FROM unnest(...)``), in
+psycopg's binary format. A multi-row ``VALUES`` was a new text for each number of rows, longer than psycopg
+caches, and psycopg parsed it again each time (a tenth of a burst's CPU); its arrays in text format were
+quoted item by item with a regular expression. The values go to psycopg as they are (``Decimal``, aware
+``datetime``, ``str``, ``int``), which writes them in C; Django's own path prepares each in Python
+(``get_db_prep_save``). Columns of any other kind (JSON, and anything not listed in ``_AS_THEY_ARE``) still
+go through ``get_db_prep_save``. Errors are Django's (``IntegrityError``, ``OperationalError``), as for its
+own statements. Elsewhere (SQLite) the writes are Django's ``bulk_create`` and ``QuerySet.update``.
+
+Prepared statements are not used, as Django does not use them by default (connection poolers): measured,
+they saved nothing here (PostgreSQL plans statements with array parameters again at each execution anyway).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import time
 from collections.abc import Callable, Iterable
 from operator import attrgetter
@@ -65,9 +71,9 @@ def _column(model: type[models.Model], name: str) -> str:
 
 def burst_rows_locked(account_id: int, exchange_ids: Iterable[str], client_ids: Iterable[str]) -> tuple[list, list]:
     """Lock the account (``account_positions_lock``), then its orders with any of these BingX or client ids,
-    then its open positions, in that order (pk order within a table: one lock order for every writer), in one
-    round trip (psycopg's pipeline mode). Returns (orders, each with its signal; open positions). On SQLite,
-    which has no row locks, two plain reads."""
+    then its open positions, in that order (pk order within a table: one lock order for every writer), and
+    read the orders' signals, in one round trip (psycopg's pipeline mode). Returns (orders, each with its
+    signal; open positions). On SQLite, which has no row locks, plain reads."""
     from signals_app.models import Signal
     from trading.models import Order, Position
 
@@ -77,19 +83,12 @@ def burst_rows_locked(account_id: int, exchange_ids: Iterable[str], client_ids: 
         orders = Order.objects.select_related("signal").filter(named, account_id=account_id).order_by("pk")
         positions = Position.objects.filter(account_id=account_id, status=Position.Status.OPEN).order_by("pk")
         return list(orders), list(positions)
+    named = [account_id, exchange_ids, client_ids]
     statements = [
         (account_lock_sql(), [account_id]),
-        (
-            f"SELECT * FROM {_table(Order)} WHERE {_column(Order, 'account')} = %s AND "
-            f"({_column(Order, 'exchange_order_id')} = ANY(%s) OR {_column(Order, 'client_order_id')} = ANY(%s)) "
-            f"ORDER BY {_column(Order, 'id')} FOR UPDATE",
-            [account_id, exchange_ids, client_ids],
-        ),
-        (
-            f"SELECT * FROM {_table(Position)} WHERE {_column(Position, 'account')} = %s AND "
-            f"{_column(Position, 'status')} = %s ORDER BY {_column(Position, 'id')} FOR UPDATE",
-            [account_id, Position.Status.OPEN],
-        ),
+        (_orders_named_sql(), named),
+        (_signals_of_orders_named_sql(), named),
+        (_open_positions_sql(), [account_id, Position.Status.OPEN]),
     ]
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
@@ -99,38 +98,97 @@ def burst_rows_locked(account_id: int, exchange_ids: Iterable[str], client_ids: 
         cursors = [psycopg.Cursor(raw) for _ in statements]
         for cursor, (sql, params) in zip(cursors, statements, strict=True):
             cursor.execute(sql, params)
-        orders = _instances(Order, cursors[1])
-        positions = _instances(Position, cursors[2])
+        orders = _instances(Order, cursors[1].fetchall())
+        signals = {signal.pk: signal for signal in _instances(Signal, cursors[2].fetchall())}
+        positions = _instances(Position, cursors[3].fetchall())
         for cursor in cursors:
             cursor.close()
     if connection.queries_logged:
         for sql, _ in statements:
             connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
-    signal_ids = {order.signal_id for order in orders if order.signal_id is not None}
-    signals = Signal.objects.in_bulk(signal_ids) if signal_ids else {}
     for order in orders:
         order.signal = signals.get(order.signal_id)  # cached: reading it makes no query
     return orders, positions
 
 
-def _instances(model: type[models.Model], cursor: psycopg.Cursor) -> list:
-    """The rows a ``SELECT *`` cursor holds as model instances, converted as Django converts its own reads
+def _select(model: type[models.Model]) -> str:
+    """``SELECT`` of every column, in the model's field order (as ``_instances`` takes them), ``FROM`` its
+    table."""
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in model._meta.concrete_fields)
+    return f"SELECT {columns} FROM {_table(model)}"
+
+
+@functools.cache
+def _orders_named_sql() -> str:
+    from trading.models import Order
+
+    return f"{_select(Order)} WHERE {_orders_named_where()} ORDER BY {_column(Order, 'id')} FOR UPDATE"
+
+
+@functools.cache
+def _signals_of_orders_named_sql() -> str:
+    from signals_app.models import Signal
+    from trading.models import Order
+
+    return (
+        f"{_select(Signal)} WHERE {_column(Signal, 'id')} IN "
+        f"(SELECT {_column(Order, 'signal')} FROM {_table(Order)} WHERE {_orders_named_where()})"
+    )
+
+
+def _orders_named_where() -> str:
+    """An account's orders with any of some BingX ids or client ids (three parameters)."""
+    from trading.models import Order
+
+    return (
+        f"{_column(Order, 'account')} = %s AND "
+        f"({_column(Order, 'exchange_order_id')} = ANY(%s) OR {_column(Order, 'client_order_id')} = ANY(%s))"
+    )
+
+
+@functools.cache
+def _open_positions_sql() -> str:
+    from trading.models import Position
+
+    return (
+        f"{_select(Position)} WHERE {_column(Position, 'account')} = %s AND {_column(Position, 'status')} = %s "
+        f"ORDER BY {_column(Position, 'id')} FOR UPDATE"
+    )
+
+
+def _instances(model: type[models.Model], rows: list[tuple]) -> list:
+    """Rows of ``_select(model)`` as model instances, their values converted as Django converts its own reads
     (``RawQuerySet`` does the same)."""
+    converters = _converters(model)
+    names = _attnames(model)
+    if converters:
+        rows = [list(row) for row in rows]
+        for row in rows:
+            for index, convert, column in converters:
+                row[index] = convert(row[index], column, connection)
+    return [model.from_db(connection.alias, names, row) for row in rows]
+
+
+@functools.cache
+def _attnames(model: type[models.Model]) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields]
+
+
+@functools.cache
+def _converters(model: type[models.Model]) -> tuple[tuple[int, Callable, Any], ...]:
+    """The conversions Django makes of a model's columns after reading them (a field's ``from_db_value``:
+    JSON, say), as (index, converter, column): the compiler's ``get_converters`` asks each column for its
+    own, and the backend for its (PostgreSQL's adds none). Written once per model."""
     from django.db.models.sql import Query
 
-    rows = cursor.fetchall()
-    by_column = {field.column: field for field in model._meta.concrete_fields}
-    fields = [by_column[column.name] for column in cursor.description]
+    table = model._meta.db_table
+    columns = [field.get_col(table) for field in model._meta.concrete_fields]
     compiler = connection.ops.compiler("SQLCompiler")(Query(model), connection, connection.alias)
-    converters = compiler.get_converters([field.get_col(model._meta.db_table) for field in fields])
-    if converters:
-        rows = compiler.apply_converters(rows, converters)
-    # from_db takes the values in the model's field order; a table's columns may be in another (migrations
-    # add columns at its end).
-    position = {field.attname: index for index, field in enumerate(fields)}
-    order = [position[field.attname] for field in model._meta.concrete_fields]
-    names = [field.attname for field in model._meta.concrete_fields]
-    return [model.from_db(connection.alias, names, [row[index] for index in order]) for row in rows]
+    return tuple(
+        (index, convert, column)
+        for index, (convert_all, column) in compiler.get_converters(columns).items()
+        for convert in convert_all
+    )
 
 
 def closing_fills(account_id: int, symbols: Iterable[str], since) -> list[tuple]:
@@ -177,66 +235,96 @@ def closing_fills(account_id: int, symbols: Iterable[str], since) -> list[tuple]
 
 def rows_update(model: type[models.Model], dirty: Iterable[tuple[models.Model, set[str]]]) -> None:
     """Write the changed fields of rows the caller holds locked, in one statement (``UPDATE ... FROM
-    (VALUES ...)``: one round trip, one plan). ``dirty``: pairs of (row, its changed field names). Each row
+    unnest(...)``: one round trip, one plan). ``dirty``: pairs of (row, its changed field names). Each row
     gets every field any of them changed: the caller read each whole and has held it locked since, so a
     field it did not change is written back as it is."""
     dirty = list(dirty)
     if not dirty:
         return
-    columns = [model._meta.get_field(name) for name in sorted(set().union(*(fields for _, fields in dirty)))]
+    names = sorted(set().union(*(fields for _, fields in dirty)))
+    columns = tuple(model._meta.get_field(name) for name in names)
     if connection.vendor != "postgresql":
         for row, _ in dirty:
             model.objects.filter(pk=row.pk).update(
                 **{column.attname: getattr(row, column.attname) for column in columns}
             )
         return
-    quote = connection.ops.quote_name
-    names = [quote(column.column) for column in columns]
-    pk = quote(model._meta.pk.column)
-    # Each value cast to its column's type (without its size: a cast must not truncate) in the first row.
-    types = [model._meta.pk.db_type(connection), *(column.db_type(connection) for column in columns)]
-    first = "(" + ", ".join(f"%s::{kind.split('(')[0]}" for kind in types) + ")"
-    other = "(" + ", ".join(["%s"] * len(types)) + ")"
-    sql = (
-        f"UPDATE {quote(model._meta.db_table)} AS t SET "
-        + ", ".join(f"{name} = v.{name}" for name in names)
-        + f" FROM (VALUES {', '.join([first] + [other] * (len(dirty) - 1))}) AS v({pk}, {', '.join(names)})"
-        + f" WHERE t.{pk} = v.{pk}"
-    )
-    values = _values_of(tuple(columns), adding=False)
+    values = _values_of(columns, adding=False)
     now = timezone.now()
-    _execute(sql, [value for row, _ in dirty for value in (row.pk, *values(row, now))])
-
-
-INSERT_ROWS = 1000  # rows per INSERT statement (PostgreSQL takes at most 65,535 parameters in one)
+    rows = [(row.pk, *values(row, now)) for row, _ in dirty]
+    _execute(_update_sql(model, columns), _arrays(rows, (model._meta.pk, *columns)))
 
 
 def rows_insert(model: type[models.Model], rows: list[models.Model], *, returning: bool = False) -> None:
-    """Insert new rows, as many as ``INSERT_ROWS`` per statement (one round trip each; a ``COPY`` takes two,
-    which cost more than it saves for a burst's few dozen rows). ``returning``: give each row its id."""
+    """Insert new rows in one statement (``INSERT ... SELECT FROM unnest(...)``: one round trip; a ``COPY``
+    takes two, which cost more than it saves for a burst's few dozen rows). ``returning``: give each row its
+    id."""
     if not rows:
         return
     if connection.vendor != "postgresql":
         model.objects.bulk_create(rows)
         return
-    columns = tuple(column for column in model._meta.concrete_fields if not column.primary_key)
-    quote = connection.ops.quote_name
+    columns = _insert_columns(model)
     values = _values_of(columns, adding=True)
-    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(column.column) for column in columns)}) "
-    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    for start in range(0, len(rows), INSERT_ROWS):
-        chunk = rows[start : start + INSERT_ROWS]
-        sql = head + f"VALUES {', '.join([placeholders] * len(chunk))}"
-        if returning:
-            sql += f" RETURNING {quote(model._meta.pk.column)}"
-        now = timezone.now()
-        ids = _execute(sql, [value for row in chunk for value in values(row, now)], returns_rows=returning)
-        if not returning:
-            continue
-        # PostgreSQL returns the ids in the order of VALUES (as bulk_create relies on too).
-        for row, (pk,) in zip(chunk, ids, strict=True):
-            row.pk = pk
-            row._state.adding, row._state.db = False, connection.alias
+    now = timezone.now()
+    sql = _insert_sql(model, returning=returning)
+    ids = _execute(sql, _arrays([values(row, now) for row in rows], columns), returns_rows=returning)
+    if not returning:
+        return
+    # PostgreSQL inserts the rows unnest gives in their order and returns them in that order (the order of
+    # VALUES, which bulk_create relies on, is kept the same way).
+    for row, (pk,) in zip(rows, ids, strict=True):
+        row.pk = pk
+        row._state.adding, row._state.db = False, connection.alias
+
+
+def _arrays(rows: list, columns: tuple[models.Field, ...]) -> list[list]:
+    """Rows of values as one list per column: psycopg sends each as an array. An array's items must be of
+    one type (an ``int`` among a ``DecimalField``'s ``Decimal`` values is refused): a column holding several
+    is converted by its field, as Django would convert each value (``to_python``)."""
+    arrays = [list(values) for values in zip(*rows, strict=True)]
+    for index, values in enumerate(arrays):
+        kinds = set(map(type, values))
+        kinds.discard(type(None))
+        if len(kinds) > 1:
+            to_python = columns[index].to_python
+            arrays[index] = [None if value is None else to_python(value) for value in values]
+    return arrays
+
+
+def _array_of(column: models.Field) -> str:
+    """The array type a column's values are cast from (its type without its size: a cast must not
+    truncate)."""
+    return re.sub(r"\(.*?\)", "", column.db_type(connection)) + "[]"
+
+
+def _insert_columns(model: type[models.Model]) -> tuple[models.Field, ...]:
+    return tuple(column for column in model._meta.concrete_fields if not column.primary_key)
+
+
+@functools.cache
+def _insert_sql(model: type[models.Model], *, returning: bool) -> str:
+    quote = connection.ops.quote_name
+    columns = _insert_columns(model)
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(column.column) for column in columns)}) "
+        f"SELECT * FROM unnest({', '.join(f'%b::{_array_of(column)}' for column in columns)})"
+    )
+    return sql + f" RETURNING {quote(model._meta.pk.column)}" if returning else sql
+
+
+@functools.cache
+def _update_sql(model: type[models.Model], columns: tuple[models.Field, ...]) -> str:
+    quote = connection.ops.quote_name
+    pk = model._meta.pk
+    names = [quote(column.column) for column in columns]
+    arrays = ", ".join(f"%b::{_array_of(column)}" for column in (pk, *columns))
+    return (
+        f"UPDATE {quote(model._meta.db_table)} AS t SET "
+        + ", ".join(f"{name} = v.{name}" for name in names)
+        + f" FROM unnest({arrays}) AS v({quote(pk.column)}, {', '.join(names)})"
+        + f" WHERE t.{quote(pk.column)} = v.{quote(pk.column)}"
+    )
 
 
 @contextlib.contextmanager

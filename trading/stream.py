@@ -217,7 +217,12 @@ def stream_events_apply(
     except (OperationalError, InterfaceError):
         raise  # the database, not an event: the stream reconnects and reconciles
     except Exception:  # noqa: BLE001 - one bad event must not cost the others: apply them one by one
-        logger.warning("stream of %s: a burst of %d events failed; applying them one by one", account.name, len(fresh))
+        logger.warning(
+            "stream of %s: a burst of %d events failed; applying them one by one",
+            account.name,
+            len(fresh),
+            exc_info=True,
+        )
         applied = 0
         for key, event in fresh:
             if memory is not None and memory.is_seen(key):

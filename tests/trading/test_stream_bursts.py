@@ -312,6 +312,66 @@ def test_rows_update_writes_every_changed_field_of_every_row_in_one_statement():
 
 @pytest.mark.postgres
 @pytest.mark.django_db
+def test_rows_update_writes_nulls_and_a_column_of_ints_and_decimals():
+    first, second = OrderFactory(price=Decimal("100")), OrderFactory(price=None)
+    first.price, second.price = None, Decimal("101.5")
+    first.filled_qty, second.filled_qty = 0, Decimal("0.001")  # an int among Decimals: converted, not refused
+
+    rows_update(Order, [(first, {"price", "filled_qty"}), (second, {"price", "filled_qty"})])
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.price, first.filled_qty) == (None, Decimal("0"))
+    assert (second.price, second.filled_qty) == (Decimal("101.5"), Decimal("0.001"))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_rows_insert_writes_json_booleans_and_nulls_as_the_orm_reads_them_back():
+    order = OrderFactory()
+    events = [
+        AuditEvent(actor_type="system", actor_id="bingx-stream", action="order.filled", before={}, after=after)
+        for after in ({"status": "filled", "qty": "0.01", "nested": {"a": [1, None, True]}}, {}, {"text": "é\n\"'"})
+    ]
+    fills = [
+        Fill(order=order, exchange_trade_id="t:1", qty=Decimal("0.5"), price=1, executed_at=timezone.now()),
+        Fill(order=order, exchange_trade_id="t:2", qty=2, price=Decimal("1.25"), executed_at=timezone.now()),
+    ]
+
+    rows_insert(AuditEvent, events)
+    rows_insert(Fill, fills)
+
+    assert [event.after for event in AuditEvent.objects.filter(action="order.filled").order_by("pk")] == [
+        event.after for event in events
+    ]
+    assert sorted(order.fills.values_list("qty", "price")) == [
+        (Decimal("0.5"), Decimal("1")),
+        (Decimal("2"), Decimal("1.25")),
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_rows_insert_sends_one_statement_of_the_same_text_whatever_the_number_of_rows():
+    order = OrderFactory()
+
+    def fills(prefix: str, count: int) -> list[Fill]:
+        return [
+            Fill(order=order, exchange_trade_id=f"{prefix}:{n}", qty=1, price=1, executed_at=timezone.now())
+            for n in range(count)
+        ]
+
+    with CaptureQueriesContext(transaction.get_connection()) as statements:
+        rows_insert(Fill, fills("a", 2))
+        rows_insert(Fill, fills("b", 300))
+
+    assert len(statements.captured_queries) == 2
+    assert statements.captured_queries[0]["sql"] == statements.captured_queries[1]["sql"]
+    assert order.fills.count() == 302
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
 def test_rows_insert_keeps_the_tables_constraints_and_gives_ids_when_asked():
     order = OrderFactory()
     fills = [Fill(order=order, exchange_trade_id=f"t:{n}", qty=1, price=1, executed_at=timezone.now()) for n in (1, 2)]
