@@ -423,13 +423,17 @@ async def run_offered_phase(
     name: str, stream, workload: Workload, events: int, warmup: int, rate: float, bingx
 ) -> PhaseResult:
     """Events offered at ``rate`` per second, open loop, to ``AccountStream``'s own applier loop: the reader's
-    part (gunzip, JSON, parse_event) then the queue, drained in bursts of up to BURST_EVENTS per transaction
-    (``AccountStream._burst``), the fills' follow-ups on the follow-up thread. The frames are made first (not
-    timed; the fake BingX is then ahead of the events, so a follow-up reads its later state). Latency: from the
-    event's time in the timetable -> its burst committed. Rate: events / (first due -> last committed, follow-ups
-    finished)."""
+    part (gunzip, JSON, parse_event) on this event loop, then ``AccountStream.events_apply_queued`` on the
+    account's worker thread, which applies what is queued in bursts of up to BURST_EVENTS per transaction, the
+    fills' follow-ups on the follow-up thread. The frames are made first (not timed; the fake BingX is then
+    ahead of the events, so a follow-up reads its later state). Latency: from the event's time in the
+    timetable -> its burst committed (read on the worker thread as the burst returns). Rate: events / (first
+    due -> last committed, follow-ups finished)."""
+    from queue import SimpleQueue
+
+    import trading.stream as stream_module
     from trading.exchange.stream import parse_event
-    from trading.stream import BURST_EVENTS, AccountStream, heap_settle
+    from trading.stream import BURST_EVENTS, heap_settle
 
     frames: list[Frame] = []
     while len(frames) < warmup + events:
@@ -437,8 +441,26 @@ async def run_offered_phase(
     await stream.sync(statistics_refresh)
     await stream.sync(heap_settle)  # as AccountStream does once connected and reconciled
     result = PhaseResult(name, 1, offered=rate)
-    queue: asyncio.Queue = asyncio.Queue()
-    done = object()
+    inbox: SimpleQueue = SimpleQueue()
+    offered_at: dict[int, tuple[int, str, float]] = {}  # id(event) -> its number, kind and time in the timetable
+    counted_from: list[float] = []
+    events_apply = stream_module.stream_events_apply
+
+    def timed(*, account, events, memory):
+        # Wraps stream_events_apply as the applier loop calls it, on the worker thread.
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        applied = events_apply(account=account, events=events, memory=memory)
+        committed, cpu = time.perf_counter(), time.thread_time() - cpu_started
+        stamps = [offered_at.pop(id(event)) for event in events]
+        if stamps[0][0] >= warmup:
+            result.bursts.append((len(events), committed - started, cpu))
+        for number, kind, offered in stamps:
+            if number < warmup:
+                continue
+            if not counted_from:
+                counted_from.append(offered)
+            result.samples.append((kind, committed - offered))
+        return applied
 
     async def offer() -> None:
         # Each event is due at its place in a fixed timetable, and its latency runs from then: a late
@@ -456,40 +478,22 @@ async def run_offered_phase(
             while number < len(frames) and began + number / rate <= now and offered_now < BURST_EVENTS:
                 frame = frames[number]
                 event = parse_event(json.loads(gzip.decompress(frame.data).decode()))
-                queue.put_nowait((number, frame.kind, began + number / rate, event))
+                offered_at[id(event)] = (number, frame.kind, began + number / rate)
+                inbox.put(event)
                 number += 1
                 offered_now += 1
-            await asyncio.sleep(0)  # the applier takes what is queued
-        queue.put_nowait(done)
-
-    async def apply() -> None:
-        counted_from = None
-        while True:
-            first = await queue.get()
-            if first is done:
-                break
-            burst = AccountStream._burst(first, queue)
-            items, ended = burst if burst is not None else ([], True)
-            real = [item for item in items if item is not done]
-            started = time.perf_counter()
-            cpu = await stream.sync(_burst_timed, workload.account, [event for *_, event in real], stream.memory)
-            committed = time.perf_counter()
-            if real and real[0][0] >= warmup:
-                result.bursts.append((len(real), committed - started, cpu))
-            for number, kind, offered, _ in real:
-                if number < warmup:
-                    continue
-                if counted_from is None:
-                    counted_from = offered
-                result.samples.append((kind, committed - offered))
-            if ended or len(real) < len(items):
-                break
-        await stream.follow_ups_done()
-        result.busy_seconds = time.perf_counter() - (counted_from or time.perf_counter())
+            await asyncio.sleep(0)
+        inbox.put(stream_module._END)  # the socket's end: the applier loop returns
 
     requests_before = _requests(bingx)
     cpu_started, threads_before = time.process_time(), threads_cpu()
-    await asyncio.gather(offer(), apply())
+    stream_module.stream_events_apply = timed
+    try:
+        await asyncio.gather(offer(), stream.sync(stream.events_apply_queued, inbox))
+    finally:
+        stream_module.stream_events_apply = events_apply
+    await stream.follow_ups_done()
+    result.busy_seconds = time.perf_counter() - (counted_from[0] if counted_from else time.perf_counter())
     result.cpu_seconds = time.process_time() - cpu_started
     threads_after = threads_cpu()
     result.threads_cpu = {name: seconds - threads_before.get(name, 0.0) for name, seconds in threads_after.items()}
@@ -517,15 +521,6 @@ def burst_cost_fit(bursts: list[tuple[int, float, float]]) -> tuple[tuple[float,
 
 def _offered_name(rate: float) -> str:
     return "1 account, all at once" if rate == float("inf") else f"1 account, {rate:,.0f}/s offered"
-
-
-def _burst_timed(account, events, memory) -> float:
-    """``stream_events_apply`` as the applier loop calls it; returns the applier thread's CPU time for it."""
-    from trading.stream import stream_events_apply
-
-    started = time.thread_time()
-    stream_events_apply(account=account, events=events, memory=memory)
-    return time.thread_time() - started
 
 
 def statistics_refresh() -> None:

@@ -5,8 +5,9 @@ when BingX refuses it), holds the WebSocket (``trading.exchange.stream``), and r
 backoff and jitter. After every (re)connect it reconciles over REST (``stream_reconcile``) before applying
 what the socket delivered meanwhile, so a gap is never trusted to the stream.
 
-Events are applied by the plain service functions below (``stream_order_apply``, ``stream_account_apply``),
-run on one worker thread per account (in BingX's order; the database and ccxt are synchronous). They are
+Events are applied by the plain service functions below (``stream_events_apply``, a burst at a time), run on
+one worker thread per account (in BingX's order; the database and ccxt are synchronous): once connected and
+reconciled, the reader hands each event straight to that thread (``AccountStream.events_apply_queued``). They are
 idempotent: a fill is recorded once (``order_apply`` keys it by order id and cumulative quantity, as the REST
 poller does), an order's status only moves forward, and an ACCOUNT_UPDATE older than the last one applied is
 skipped. Each applied change is published on the channel layer after commit: ``orders.executed`` (a fill),
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -538,7 +540,8 @@ class AccountStream:
         await asyncio.get_running_loop().run_in_executor(self.follow_up_executor, read_back_now)
 
     async def sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` on this account's worker thread (its DB connection and ccxt client live there)."""
+        """Run ``fn`` on this account's worker thread (its DB connection and ccxt client live there). While a
+        socket is open the thread is in ``events_apply_queued``: ``fn`` waits for the socket's end."""
 
         def call() -> T:
             connection_kept()
@@ -585,7 +588,8 @@ class AccountStream:
         self.listen_key = await self.sync(self._listen_key_ready, self.listen_key)
         url = await self.sync(lambda key: client_for(self.account).user_stream_url(key), self.listen_key)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue = asyncio.Queue()  # until the reconcile is done; then the applier thread's inbox
+        put: list[Callable[[Any], None]] = [queue.put_nowait]  # where the reader puts what it reads
         failure: list[StreamClosed] = []
 
         async def read() -> None:
@@ -599,11 +603,11 @@ class AccountStream:
             try:
                 async with contextlib.aclosing(stream):
                     async for event in stream:
-                        queue.put_nowait(_OPEN if event is None else event)
+                        put[0](_OPEN if event is None else event)
             except StreamClosed as closed:
                 failure.append(closed)
             finally:
-                queue.put_nowait(_END)
+                put[0](_END)
 
         async def apply() -> None:
             if await queue.get() is not _OPEN:
@@ -614,19 +618,26 @@ class AccountStream:
             await self.sync(heap_settle)  # before the events: its one full collection pauses every thread
             self.down_since, self.alerted = None, False
             logger.info("stream of %s connected and reconciled", self.account.name)
-            while (burst := self._burst(await queue.get(), queue)) is not None:
-                events, ended = burst
-                await self.sync(stream_events_apply, account=self.account, events=events, memory=self.memory)
-                backoff.reset()  # events flow: the next drop starts the backoff afresh
-                if ended:
-                    break
+            # From here the reader hands events straight to the applier thread, which takes each burst as soon
+            # as it is done with the last: no trip through this loop between bursts (it cost ~0.7 ms a burst
+            # at 2,000 events/s, with this thread busy reading). What came during the reconcile goes first.
+            inbox: SimpleQueue = SimpleQueue()
+            while not queue.empty():
+                inbox.put(queue.get_nowait())
+            put[0] = inbox.put
+            try:
+                await self.sync(self.events_apply_queued, inbox, on_burst=backoff.reset)
+            finally:
+                # Cancelled (stopped, the keep-alive refused): the thread ends once it has applied what came first.
+                inbox.put(_END)
             if loop.time() - opened >= self.timings.idle_timeout_seconds:
                 backoff.reset()
 
         async def keep_alive() -> None:
             while True:
                 await asyncio.sleep(self.timings.keepalive_seconds)
-                if not await self.sync(client_for(self.account).listen_key_extend, self.listen_key):
+                # On the follow-up thread: the applier thread is taken by the events until the socket ends.
+                if not await loop.run_in_executor(self.follow_up_executor, self._listen_key_extend, self.listen_key):
                     raise StreamClosed("listen key refused on extension (404)", key_refused=True)
 
         reader = asyncio.create_task(read())
@@ -643,8 +654,20 @@ class AccountStream:
             return
         raise failure[0] if failure else StreamClosed("socket ended")
 
+    def events_apply_queued(self, inbox: SimpleQueue, *, on_burst: Callable[[], None] | None = None) -> None:
+        """The applier loop, on this account's worker thread: the events the reader puts in ``inbox``, a burst at
+        a time (``stream_events_apply``: what was queued behind the first, at most ``BURST_EVENTS``), until the
+        socket's end. ``on_burst`` is called after each burst applied. A database error ends it (raised)."""
+        while (burst := self._burst(inbox.get(), inbox)) is not None:
+            events, ended = burst
+            stream_events_apply(account=self.account, events=events, memory=self.memory)
+            if on_burst is not None:
+                on_burst()
+            if ended:
+                return
+
     @staticmethod
-    def _burst(first, queue: asyncio.Queue) -> tuple[list[StreamEvent], bool] | None:
+    def _burst(first, inbox: SimpleQueue) -> tuple[list[StreamEvent], bool] | None:
         """``first`` and what is queued behind it (at most ``BURST_EVENTS``; nothing is waited for), and
         whether the socket's end came with them. None: the socket ended."""
         if first is _END:
@@ -652,13 +675,16 @@ class AccountStream:
         events = [first]
         while len(events) < BURST_EVENTS:
             try:
-                event = queue.get_nowait()
-            except asyncio.QueueEmpty:
+                event = inbox.get_nowait()
+            except Empty:
                 break
             if event is _END:
                 return events, True
             events.append(event)
         return events, False
+
+    def _listen_key_extend(self, key: str) -> bool:
+        return client_for(self.account).listen_key_extend(key)
 
     def _listen_key_ready(self, key: str | None) -> str:
         client = client_for(self.account)

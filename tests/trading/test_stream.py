@@ -14,16 +14,19 @@ import gc
 import threading
 import time
 from decimal import Decimal
+from queue import SimpleQueue
 
 import pytest
 from django.db import OperationalError, connection
 
+import trading.stream as trading_stream
 from tests.conftest_bingx import webhook_sender
 from trading.exchange.stream import parse_event
 from trading.execution import order_advance, orders_poll
 from trading.management.commands.run_stream import pool_shortfall
 from trading.models import BalanceSnapshot, Fill, Order, Position, StreamState
 from trading.stream import (
+    AccountStream,
     StreamMemory,
     StreamTimings,
     stream_event_apply,
@@ -238,6 +241,53 @@ def test_a_burst_is_applied_in_one_go_with_its_repeats_once_and_one_balance_snap
     assert BalanceSnapshot.objects.filter(account=account).count() == 1 + 1
     assert stream_events_apply(account=account, events=round_trip, memory=memory) == 0  # all known: dropped
     assert BalanceSnapshot.objects.filter(account=account).count() == 1 + 1
+
+
+@pytest.mark.django_db
+def test_the_applier_loop_takes_what_is_queued_in_bursts_until_the_sockets_end(round_trip, account, monkeypatch):
+    stream = AccountStream(account.pk, FAST)
+    stream.account = account
+    stream.memory.follow_ups = None  # the fills' follow-ups on this thread: no follow-up thread left behind
+    bursts: list[int] = []
+    apply = trading_stream.stream_events_apply
+
+    def counted(*, account, events, memory):
+        bursts.append(len(events))
+        return apply(account=account, events=events, memory=memory)
+
+    monkeypatch.setattr(trading_stream, "stream_events_apply", counted)
+    monkeypatch.setattr(trading_stream, "BURST_EVENTS", 3)
+    inbox: SimpleQueue = SimpleQueue()
+    for event in round_trip:
+        inbox.put(event)
+    inbox.put(trading_stream._END)
+    inbox.put(round_trip[0])  # after the socket's end: not taken
+    after_each: list[int] = []
+
+    stream.events_apply_queued(inbox, on_burst=lambda: after_each.append(len(bursts)))
+
+    assert bursts == [3, len(round_trip) - 3]
+    assert after_each == [1, 2]
+    assert [status for _, status, _ in database_state()[0]] == ["filled", "filled"]
+    assert inbox.get_nowait() is round_trip[0]
+
+
+@pytest.mark.django_db
+def test_the_applier_loop_ends_on_a_database_error_and_raises_it(round_trip, account, monkeypatch):
+    stream = AccountStream(account.pk, FAST)
+    stream.account = account
+    stream.memory.follow_ups = None  # the fills' follow-ups on this thread: no follow-up thread left behind
+
+    def database_gone(**_):
+        raise OperationalError("the server closed the connection")
+
+    monkeypatch.setattr(trading_stream, "stream_events_apply", database_gone)
+    inbox: SimpleQueue = SimpleQueue()
+    for event in round_trip:
+        inbox.put(event)
+
+    with pytest.raises(OperationalError):
+        stream.events_apply_queued(inbox)
 
 
 @pytest.mark.django_db
@@ -480,6 +530,41 @@ def test_an_expired_listen_key_is_replaced_and_events_keep_flowing(streaming, by
 
     until(lambda: Order.objects.filter(exchange_order_id=placed["id"], status="filled").exists())
     assert [connection.listen_key for connection in bingx.ws_connections] == list(bingx.listen_keys)
+
+
+@live_db
+def test_the_listen_key_is_kept_alive_while_the_applier_thread_takes_the_events(streaming, by_hand, bingx, account):
+    streaming(dataclasses.replace(FAST, keepalive_seconds=0.2))
+    [key] = bingx.listen_keys
+
+    def extensions() -> int:
+        with bingx.state.lock:
+            return sum(
+                1
+                for request in bingx.state.requests
+                if request.method == "PUT"
+                and request.path.endswith("/userDataStream")
+                and request.query.get("listenKey") == key
+            )
+
+    for _ in range(3):  # events flow meanwhile: the applier thread is in its loop
+        placed = by_hand.create_order(BTC, "market", "buy", 0.001)
+        until(lambda placed=placed: Order.objects.filter(exchange_order_id=placed["id"], status="filled").exists())
+    until(lambda: extensions() >= 2)
+    assert list(bingx.listen_keys) == [key]
+
+
+@live_db
+def test_a_refused_keep_alive_ends_the_socket_and_the_stream_goes_on_with_a_new_key(streaming, by_hand, bingx, account):
+    streaming(dataclasses.replace(FAST, keepalive_seconds=0.2))
+    [old_key] = bingx.listen_keys
+    with bingx.state.lock:  # BingX forgets the key without closing the socket: the next PUT answers 404
+        bingx.state.listen_keys.pop(old_key)
+
+    until(lambda: bingx.listen_keys and old_key not in bingx.listen_keys)
+    until(lambda: StreamState.objects.filter(account=account, connected=True).exists())
+    placed = by_hand.create_order(BTC, "market", "buy", 0.01)
+    until(lambda: Order.objects.filter(exchange_order_id=placed["id"], status="filled").exists())
 
 
 @live_db
