@@ -504,11 +504,12 @@ async def run_offered_phase(
 def burst_cost_fit(bursts: list[tuple[int, float, float]]) -> tuple[tuple[float, float], tuple[float, float]] | None:
     """A burst's wall time and applier CPU as a fixed part plus a part per event (least squares over the
     phase's bursts): the fixed part is what the open-loop latency is most sensitive to (at a given rate a
-    burst takes fixed / (1 - rate x per event)). None when the bursts are all of one size."""
+    burst takes fixed / (1 - rate x per event)). None when the bursts are of about one size (all at once: 200
+    each), which leaves the two parts apart undetermined."""
     sizes = [size for size, _, _ in bursts]
     mean_size = sum(sizes) / len(sizes)
     spread = sum((size - mean_size) ** 2 for size in sizes)
-    if spread == 0:
+    if spread < (0.2 * mean_size) ** 2 * len(sizes):  # sizes vary by less than a fifth of their mean
         return None
 
     def line(values: list[float]) -> tuple[float, float]:
