@@ -233,6 +233,34 @@ def closing_fills(account_id: int, symbols: Iterable[str], since) -> list[tuple]
         return cursor.fetchall()
 
 
+def open_protection_sides(account_id: int, symbols: Iterable[str], statuses: Iterable[str]) -> set[tuple[str, str]]:
+    """(symbol, closing side) of the account's reduce-only orders on ``symbols`` in ``statuses`` that are not
+    plain closes: the stop losses and take profits a closed position may have left (the stream's follow-ups
+    ask after every burst that closed one; the ORM took ~0.4 ms of CPU to build the query, half of that
+    thread's time at 2,000 events/s)."""
+    from trading.models import Order
+
+    symbols, statuses = sorted(set(symbols)), sorted(set(statuses))
+    if connection.vendor != "postgresql":
+        rows = Order.objects.filter(account_id=account_id, symbol__in=symbols, reduce_only=True, status__in=statuses)
+        return set(rows.exclude(purpose=Order.Purpose.CLOSE).values_list("symbol", "side"))
+    with connection.cursor() as cursor:
+        cursor.execute(_open_protection_sql(), [account_id, symbols, statuses, Order.Purpose.CLOSE])
+        return set(cursor.fetchall())
+
+
+@functools.cache
+def _open_protection_sql() -> str:
+    from trading.models import Order
+
+    return (
+        f"SELECT DISTINCT {_column(Order, 'symbol')}, {_column(Order, 'side')} FROM {_table(Order)} "
+        f"WHERE {_column(Order, 'account')} = %s AND {_column(Order, 'symbol')} = ANY(%s) "
+        f"AND {_column(Order, 'reduce_only')} AND {_column(Order, 'status')} = ANY(%s) "
+        f"AND {_column(Order, 'purpose')} <> %s"
+    )
+
+
 def rows_update(model: type[models.Model], dirty: Iterable[tuple[models.Model, set[str]]]) -> None:
     """Write the changed fields of rows the caller holds locked, in one statement (``UPDATE ... FROM
     unnest(...)``: one round trip, one plan). ``dirty``: pairs of (row, its changed field names). Each row

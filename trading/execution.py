@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from signals_app.events import publish
 from trading.audit import Actor, audit_record
-from trading.burst_sql import closing_fills
+from trading.burst_sql import closing_fills, open_protection_sides
 from trading.dry_run import EntryPlan, ExecutionReport, ProtectiveLeg
 from trading.exchange.breaker import breaker_listen
 from trading.exchange.client import BingXClient, client_for
@@ -997,13 +997,8 @@ def protection_cancel_where_closed(
     (the stream's) already has them closed: at once, without waiting for the read-back, which does it for
     the others once BingX's positions say so."""
     closed = {(symbol, side) for symbol, sides in read_back.closed_sides.items() for side in sides}
-    protected = set(
-        Order.objects.filter(  # one query: mostly, the fills left no protection to cancel
-            account=account, symbol__in=read_back.closed_sides, reduce_only=True, status__in=OPEN_STATUSES
-        )
-        .exclude(purpose=Order.Purpose.CLOSE)
-        .values_list("symbol", "side")
-    )
+    # One query: mostly, the fills left no protection to cancel.
+    protected = open_protection_sides(account.pk, read_back.closed_sides, OPEN_STATUSES)
     sides_of = {(symbol, "long" if closing_side == "sell" else "short") for symbol, closing_side in protected}
     for symbol, side in sorted(closed & sides_of):
         still_open = Position.objects.filter(account=account, symbol=symbol, side=side, status=Position.Status.OPEN)

@@ -29,11 +29,12 @@ from tests.trading.test_stream import (
 from trading.burst_sql import (
     burst_rows_locked,
     closing_fills,
+    open_protection_sides,
     rows_insert,
     rows_update,
 )
 from trading.exchange.stream import parse_event
-from trading.execution import position_realized_pnl, positions_realized_pnl
+from trading.execution import OPEN_STATUSES, position_realized_pnl, positions_realized_pnl
 from trading.models import AuditEvent, Fill, Order, Position, StreamState
 from trading.stream import AccountStream, StreamMemory, stream_events_apply, stream_mark_down, stream_reconcile
 from trading.stream_apply import AccountWatermark
@@ -453,6 +454,22 @@ def test_burst_rows_locked_reads_only_open_positions_and_closing_fills_read_what
     [row] = closing_fills(position.account_id, [BTC], position.opened_at)
 
     assert row[1:2] == (Decimal("7"),) and row[3:8] == (BTC, "sell", "both", True, "close")
+
+
+@pytest.mark.django_db
+def test_open_protection_sides_are_the_open_stop_losses_and_take_profits_on_the_symbols_asked():
+    stop = OrderFactory(symbol=BTC, side="sell", reduce_only=True, purpose="stop_loss", status="open")
+    account = stop.account
+    OrderFactory(account=account, symbol=SOL, side="buy", reduce_only=True, purpose="take_profit_1", status="new")
+    OrderFactory(account=account, symbol=BTC, side="buy", reduce_only=True, purpose="close", status="open")
+    OrderFactory(account=account, symbol=BTC, side="buy", reduce_only=True, purpose="stop_loss", status="canceled")
+    OrderFactory(account=account, symbol=BTC, side="buy", reduce_only=False, purpose="entry", status="open")
+    OrderFactory(account=account, symbol="ADA/USDT:USDT", side="sell", reduce_only=True, purpose="stop_loss")
+    OrderFactory(symbol=BTC, side="buy", reduce_only=True, purpose="stop_loss", status="open")  # another account
+
+    sides = open_protection_sides(account.pk, [BTC, SOL], OPEN_STATUSES)
+
+    assert sides == {(BTC, "sell"), (SOL, "buy")}
 
 
 @pytest.mark.django_db
