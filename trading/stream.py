@@ -626,6 +626,8 @@ class AccountStream:
                 inbox.put(queue.get_nowait())
             put[0] = inbox.put
             try:
+                # Each burst applied resets the backoff (events flow: a later drop starts it afresh), from the
+                # worker thread: a plain counter, read here only once this socket is done.
                 await self.sync(self.events_apply_queued, inbox, on_burst=backoff.reset)
             finally:
                 # Cancelled (stopped, the keep-alive refused): the thread ends once it has applied what came first.
