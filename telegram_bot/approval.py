@@ -129,7 +129,8 @@ def _targets(signal: Signal) -> list[CardTarget]:
 
 
 def _update(signal: Signal, *, answer: str = "", alert: bool = False, note: str = ""):
-    signal.refresh_from_db()
+    # As it is now, with its account (the card names it): refresh_from_db would drop the cached account.
+    signal = Signal.objects.select_related("account").get(pk=signal.pk)
     return CardUpdate(
         signal_id=signal.pk,
         view=signal_card_render(signal, note=note),

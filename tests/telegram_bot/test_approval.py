@@ -302,6 +302,18 @@ def test_editing_the_qty_is_risk_checked_stored_audited_and_shown_then_approved_
     assert placed.qty == Decimal("0.02")
 
 
+def test_an_edited_card_still_names_the_account(waiting, trader, bot):
+    message_id = card_delivered(bot, waiting, trader)
+    start_edit(bot, trader, "q", waiting, message_id)
+    mark = bot.tg.mark()
+
+    say(bot, trader, "0.02")
+
+    text = card_edited(bot, mark, message_id)["text"]
+    assert f"Awaiting approval · {waiting.account.name}" in text
+    assert f"account {waiting.account_id}" not in text
+
+
 def test_a_qty_that_is_not_a_number_is_refused_and_the_edit_stays_open(waiting, trader, bot):
     message_id = card_delivered(bot, waiting, trader)
     start_edit(bot, trader, "q", waiting, message_id)
