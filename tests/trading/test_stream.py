@@ -606,6 +606,31 @@ def test_a_close_by_hand_on_bingx_closes_the_position_as_manual(streaming, send,
     assert [e["cause"] for e in until(closed)] == ["manual"]
 
 
+@live_db
+def test_a_liquidation_on_bingx_closes_the_position_with_its_loss_and_cause(
+    streaming, send, bingx, on_bingx, account, listen
+):
+    send(**BUY)  # long 0.01 BTC at 65000, isolated 5x, no stop loss
+    stream = streaming()
+    closed = listen("positions.closed")
+    bingx.set_mark_price("BTC-USDT", "52000")
+
+    [forced] = bingx.liquidate(on_bingx.api_key, "BTC-USDT")
+
+    until(lambda: Position.objects.filter(account=account, status="closed").exists())
+    stream.close()
+    position = Position.objects.get(account=account)
+    assert (position.close_reason, position.realized_pnl) == ("liquidation", Decimal("-130"))
+    recorded = Order.objects.get(exchange_order_id=str(forced))
+    assert (recorded.order_type, recorded.purpose, recorded.reduce_only, recorded.signal) == (
+        "liquidation",
+        "close",
+        True,
+        None,
+    )
+    assert [(e["cause"], Decimal(e["realized_pnl"])) for e in until(closed)] == [("liquidation", -130)]
+
+
 # --- health -------------------------------------------------------------------------------------------
 
 

@@ -124,6 +124,10 @@ class FakeBingX:
     def set_mark_price(self, symbol: str, price: Decimal | str | int) -> None:
         self.state.set_mark_price(symbol, Decimal(str(price)))
 
+    def liquidate(self, api_key: str, symbol: str) -> list[int]:
+        """BingX closes the account's positions on ``symbol`` (``BTC-USDT``) by force at the mark."""
+        return self.state.liquidate(self.account(api_key), symbol)
+
     def set_clock_offset_ms(self, offset_ms: int) -> None:
         with self.state.lock:
             self.state.clock_offset_ms = int(offset_ms)

@@ -602,6 +602,27 @@ class FakeBingXState:
                 order_ids.append(self.place_order(account, params).order_id)
             return order_ids
 
+    def liquidate(self, account: FakeAccount, symbol: str) -> list[int]:
+        """BingX closes the account's positions on ``symbol`` by force at the mark (set it first): orders it
+        places itself, filled at once. Their stream events are in the shape Binance documents and BingX's
+        stream follows (our consumer's reading, ``trading/exchange/stream.py``): a client id ``autoclose-...``
+        of the exchange's own. The consumer has never seen one of ours for them: it records them on sight."""
+        with self.lock:
+            order_ids = []
+            for position in [p for p in account._positions.values() if p.symbol == symbol]:
+                params = {
+                    "symbol": position.symbol,
+                    "side": SELL if position.position_side == LONG else BUY,
+                    "type": MARKET,
+                    "quantity": str(position.qty),
+                    "positionSide": position.position_side if account._hedge else BOTH,
+                    "clientOrderID": f"autoclose-{self.next_id()}",
+                }
+                if not account._hedge:
+                    params["reduceOnly"] = "true"
+                order_ids.append(self.place_order(account, params).order_id)
+            return order_ids
+
     # --- internals (callers hold the lock) ---
     def _validated_order(self, account: FakeAccount, params: dict[str, str]) -> FakeOrder:
         if not params.get("symbol"):
