@@ -720,7 +720,7 @@ class AccountStream:
                     logger.exception("stream of account %s: down alert failed", self.account_id)
 
     async def _release(self) -> None:
-        """Give the listen key up and close this thread's database connection."""
+        """Give the listen key up and close the worker and follow-up threads' database connections."""
 
         def release() -> None:
             try:
@@ -734,13 +734,15 @@ class AccountStream:
         def follow_ups_release() -> None:
             connection.close()
 
+        # The worker thread first: this waits for its applier loop to end (it applies what the reader had
+        # queued), which may hand on follow-ups; then those, then the follow-up thread's connection.
+        with contextlib.suppress(Exception):
+            await self.sync(release)
+        self.executor.shutdown(wait=False)
         with contextlib.suppress(Exception):
             await self.follow_ups_done()
             await asyncio.get_running_loop().run_in_executor(self.follow_up_executor, follow_ups_release)
         self.follow_up_executor.shutdown(wait=False)
-        with contextlib.suppress(Exception):
-            await self.sync(release)
-        self.executor.shutdown(wait=False)
 
 
 def heap_settle() -> None:
