@@ -19,7 +19,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from signals_app.events import publish
@@ -800,16 +799,9 @@ def position_fields(account: TradingAccount, state: ExchangePosition) -> dict[st
 
 def position_realized_pnl(position: Position) -> Decimal:
     """Realized PnL of the fills on the closing side of this position since it opened (fees not deducted):
-    our reduce-only closes, its stop loss and take profits, and orders placed by hand on BingX alike."""
-    closing_side = "sell" if position.side == "long" else "buy"
-    total = Fill.objects.filter(
-        order__account=position.account,
-        order__symbol=position.symbol,
-        order__side=closing_side,
-        order__position_side__in=(position.side, Order.PositionSideChoice.BOTH),
-        executed_at__gte=position.opened_at,
-    ).aggregate(total=Sum("realized_pnl"))["total"]
-    return total or ZERO
+    our reduce-only closes, its stop loss and take profits, and orders placed by hand on BingX alike (the
+    rule is ``realizes_for``'s, which the stream's bursts use too)."""
+    return positions_realized_pnl(position.account, [position])[position.pk]
 
 
 def positions_realized_pnl(account: TradingAccount, positions: list[Position]) -> dict[int, Decimal]:
